@@ -1,0 +1,1 @@
+"""The PoP data model: schema, loader and the assembled PoP object."""

@@ -1,0 +1,445 @@
+"""The PoP data model: one schema, the single source for validation and the reference docs.
+
+Every class forbids unknown keys, so a typo anywhere in the inventory is an error rather than a
+silently ignored setting. Field descriptions are written for operators: `edgepop schema --markdown`
+turns them into docs/data-model.md.
+
+Cross-object rules (duplicate MACs, cabling, ranges ...) live in `edgepop.validate`, because they
+need the whole PoP at once; this module only checks what one object can check about itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edgepop.model.secrets import Secret
+
+NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
+MAC_RE = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
+SHA256_RE = r"^[0-9a-f]{64}$"
+
+Name = Annotated[str, Field(pattern=NAME_RE, description="lower-case name: letters, digits, '-'")]
+Asn = Annotated[int, Field(ge=1, le=4294967294, description="autonomous system number (1-4294967294)")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    """Base for every inventory object: unknown keys are errors, values are never coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _interface(value: str, version: int | None = None) -> str:
+    """Accept `address/len` with host bits set (an interface address, not a network)."""
+    iface = ipaddress.ip_interface(value)
+    if version is not None and iface.version != version:
+        raise ValueError(f"expected an IPv{version} address/prefix-length, got IPv{iface.version}")
+    if "/" not in value:
+        raise ValueError("expected address/prefix-length, e.g. 198.51.100.1/26")
+    if iface.ip == iface.network.network_address and iface.network.prefixlen < iface.max_prefixlen - 1:
+        raise ValueError(f"{value} is the network address of {iface.network}, not a host address")
+    return str(iface)
+
+
+def _network(value: str, version: int | None = None) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"expected a network with no host bits set: {exc}") from None
+    if version is not None and net.version != version:
+        raise ValueError(f"expected an IPv{version} network, got IPv{net.version}")
+    return str(net)
+
+
+def _address(value: str, version: int | None = None) -> str:
+    addr = ipaddress.ip_address(value)
+    if version is not None and addr.version != version:
+        raise ValueError(f"expected an IPv{version} address, got IPv{addr.version}")
+    return str(addr)
+
+
+IPv4Iface = Annotated[str, AfterValidator(lambda v: _interface(v, 4)), Field(description="IPv4 address/prefix-length")]
+IPv6Iface = Annotated[str, AfterValidator(lambda v: _interface(v, 6)), Field(description="IPv6 address/prefix-length")]
+IPv4Addr = Annotated[str, AfterValidator(lambda v: _address(v, 4)), Field(description="IPv4 address")]
+IPv6Addr = Annotated[str, AfterValidator(lambda v: _address(v, 6)), Field(description="IPv6 address")]
+IPv4Net = Annotated[str, AfterValidator(lambda v: _network(v, 4)), Field(description="IPv4 network")]
+IPv6Net = Annotated[str, AfterValidator(lambda v: _network(v, 6)), Field(description="IPv6 network")]
+
+
+def _host_route(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"expected a host route like 203.0.113.10/32: {exc}") from None
+    if net.prefixlen != net.max_prefixlen:
+        raise ValueError(f"{value} is not a host route (expected /{net.max_prefixlen})")
+    return str(net)
+
+
+HostRoute = Annotated[str, AfterValidator(_host_route), Field(description="host route: /32 or /128")]
+
+
+class Ranges(Strict):
+    """Address plan of the PoP. Every address in the inventory must fall in one of these ranges."""
+
+    lan_v4: IPv4Net = Field(description="server LAN toward the routers (external bonds, BGP sessions), IPv4")
+    lan_v6: IPv6Net = Field(description="server LAN toward the routers, IPv6")
+    internal_v4: IPv4Net = Field(description="server-to-server network (internal bonds), IPv4")
+    internal_v6: IPv6Net | None = Field(default=None, description="server-to-server network, IPv6")
+    loopback_v4: IPv4Net = Field(description="router and switch loopbacks, IPv4")
+    loopback_v6: IPv6Net = Field(description="router and switch loopbacks, IPv6")
+    management_v4: IPv4Net = Field(description="out-of-band management: device management ports, IPMI, PDUs")
+    anycast_v4: list[IPv4Net] = Field(min_length=1, description="IPv4 aggregates announced to providers")
+    anycast_v6: list[IPv6Net] = Field(min_length=1, description="IPv6 aggregates announced to providers")
+
+
+class NearestPop(Strict):
+    """An existing PoP this one pulls its boot image from, in order of preference."""
+
+    name: Name = Field(description="PoP name")
+    url: str = Field(pattern=r"^https?://", description="base URL of that PoP's image server")
+
+
+class Provisioning(Strict):
+    """What bare servers boot and where they report their MACs."""
+
+    image_version: str = Field(pattern=r"^[0-9A-Za-z._-]+$", description="stateless image version to serve")
+    image_sha256: str = Field(pattern=SHA256_RE, description="sha256 of the image manifest (64 hex digits)")
+    callhome_url: str = Field(pattern=r"^https?://", description="call-home endpoint booted servers POST to")
+    callhome_token: Secret = Field(description="per-PoP call-home token (ansible-vault)")
+
+
+class Bgp(Strict):
+    """PoP-wide BGP timers and anycast weight bounds."""
+
+    bfd_interval_ms: int = Field(default=100, ge=10, le=10000, description="BFD transmit/receive interval")
+    bfd_multiplier: int = Field(default=3, ge=1, le=255, description="BFD detection multiplier")
+    hold_time: int = Field(default=9, ge=3, le=65535, description="BGP hold time in seconds")
+    keepalive: int = Field(default=3, ge=1, le=21845, description="BGP keepalive in seconds")
+
+    @model_validator(mode="after")
+    def _timers(self) -> Bgp:
+        if self.keepalive * 3 > self.hold_time:
+            raise ValueError(f"keepalive ({self.keepalive}) must be at most a third of hold_time ({self.hold_time})")
+        return self
+
+
+class Pdu(Strict):
+    """A switched PDU the recovery daemon can cycle outlets on (SNMP)."""
+
+    name: Name
+    address: IPv4Addr = Field(description="management IPv4 address")
+    outlets: int = Field(ge=1, le=96, description="number of outlets")
+    snmp_community: Secret = Field(description="SNMP write community (ansible-vault)")
+
+
+class Pop(Strict):
+    """The PoP itself: identity, numbering and the settings every device shares."""
+
+    name: Name = Field(description="short PoP name, e.g. 'fra1'")
+    description: str | None = Field(default=None, description="free text, e.g. the city")
+    asn: Asn = Field(description="public AS number the routers announce the anycast aggregates from")
+    server_asn: Asn = Field(description="private AS number the servers use toward the routers")
+    ranges: Ranges
+    bgp: Bgp = Field(default_factory=Bgp)
+    nearest_pops: list[NearestPop] = Field(
+        default_factory=list, description="existing PoPs to pull the image from, nearest first"
+    )
+    provisioning: Provisioning
+    pdus: list[Pdu] = Field(default_factory=list, description="switched PDUs in the PoP")
+    weight_min: int = Field(default=1, ge=0, le=65535, description="lowest anycast weight a server may have")
+    weight_max: int = Field(default=1000, ge=0, le=65535, description="highest anycast weight a server may have")
+
+    @model_validator(mode="after")
+    def _asns(self) -> Pop:
+        if self.asn == self.server_asn:
+            raise ValueError("server_asn must differ from asn (servers peer with the routers over eBGP)")
+        if self.weight_min > self.weight_max:
+            raise ValueError(f"weight_min ({self.weight_min}) is above weight_max ({self.weight_max})")
+        return self
+
+
+class PrefixLimit(Strict):
+    """Maximum prefixes accepted from a provider before the session is torn down."""
+
+    v4: int = Field(ge=1, description="IPv4 prefix limit")
+    v6: int = Field(ge=1, description="IPv6 prefix limit")
+
+
+class Provider(Strict):
+    """A transit provider or a peer: one eBGP session per address family on one router port."""
+
+    name: Name
+    kind: Literal["transit", "peer"] = Field(description="transit (full table) or peer (their routes only)")
+    asn: Asn
+    router: Name = Field(description="inventory hostname of the router the session lands on")
+    port: str = Field(min_length=1, description="router interface the provider is cabled to")
+    address_v4: IPv4Addr | None = Field(default=None, description="provider's IPv4 address on that link")
+    address_v6: IPv6Addr | None = Field(default=None, description="provider's IPv6 address on that link")
+    password: Secret | None = Field(default=None, description="BGP session password (ansible-vault)")
+    prefix_limit: PrefixLimit
+    local_preference: int = Field(default=100, ge=0, le=4294967295, description="local preference of its routes")
+
+    @model_validator(mode="after")
+    def _some_address(self) -> Provider:
+        if self.address_v4 is None and self.address_v6 is None:
+            raise ValueError("a provider needs address_v4, address_v6 or both")
+        return self
+
+
+class CheckBase(Strict):
+    interval_s: float = Field(default=2.0, gt=0, le=300, description="seconds between checks")
+    timeout_s: float = Field(default=1.0, gt=0, le=60, description="seconds before one check counts as failed")
+    rise: int = Field(default=3, ge=1, le=100, description="consecutive passes before the service is up")
+    fall: int = Field(default=3, ge=1, le=100, description="consecutive failures before the service is down")
+
+    @model_validator(mode="after")
+    def _timeout(self) -> CheckBase:
+        if self.timeout_s > self.interval_s:
+            raise ValueError(f"timeout_s ({self.timeout_s}) must not exceed interval_s ({self.interval_s})")
+        return self
+
+
+class HttpCheck(CheckBase):
+    """GET a URL on the server's own anycast address; healthy on the expected status."""
+
+    type: Literal["http"]
+    port: Port = 80
+    path: str = Field(default="/", pattern=r"^/")
+    host: str | None = Field(default=None, description="Host header to send")
+    expect_status: int = Field(default=200, ge=100, le=599)
+
+
+class TcpCheck(CheckBase):
+    """Open a TCP connection; healthy when it is accepted."""
+
+    type: Literal["tcp"]
+    port: Port
+
+
+class DnsCheck(CheckBase):
+    """Ask a DNS question over UDP; healthy on an answer with the expected rcode."""
+
+    type: Literal["dns"]
+    port: Port = 53
+    query: str = Field(min_length=1, description="name to resolve")
+    qtype: Literal["A", "AAAA", "SOA", "NS", "TXT"] = "A"
+    expect_rcode: Literal["NOERROR", "NXDOMAIN"] = "NOERROR"
+
+
+class ProcessCheck(CheckBase):
+    """Healthy while the service's systemd unit is active."""
+
+    type: Literal["process"]
+
+
+class ExecCheck(CheckBase):
+    """Run a command; healthy on exit status 0."""
+
+    type: Literal["exec"]
+    command: list[str] = Field(min_length=1, description="argv, no shell")
+
+
+Check = Annotated[
+    HttpCheck | TcpCheck | DnsCheck | ProcessCheck | ExecCheck,
+    Field(discriminator="type", description="how healthd proves the service healthy"),
+]
+
+
+class AnycastService(Strict):
+    """A service every server in the PoP may announce, as host routes inside the anycast ranges."""
+
+    name: Name
+    description: str | None = None
+    prefixes: list[HostRoute] = Field(min_length=1, description="host routes (/32 or /128) that carry the service")
+    unit: str = Field(pattern=r"^[A-Za-z0-9@._-]+\.service$", description="systemd unit that provides it")
+    check: Check
+    restart_command: list[str] | None = Field(
+        default=None, description="argv to restart it; default: systemctl restart <unit>"
+    )
+
+
+class Interface(Strict):
+    """A router or switch L3 interface."""
+
+    name: str = Field(min_length=1, description="device interface name, e.g. et-0/0/0 or Ethernet49/1")
+    description: str | None = None
+    address_v4: IPv4Iface | None = Field(default=None, description="IPv4 address/prefix-length")
+    address_v6: IPv6Iface | None = Field(default=None, description="IPv6 address/prefix-length")
+    lan: bool = Field(default=False, description="true on the interface facing the server LAN")
+    mtu: int = Field(default=1500, ge=576, le=9216)
+
+
+class Router(Strict):
+    """A PoP router: eBGP to providers, BGP to every server for the anycast host routes."""
+
+    platform: Literal["junos", "bird"]
+    model: str | None = Field(default=None, description="hardware model, for the summary")
+    mgmt_address: IPv4Addr = Field(description="management IPv4 address (inside ranges.management_v4)")
+    loopback_v4: IPv4Addr
+    loopback_v6: IPv6Addr
+    router_id: IPv4Addr | None = Field(default=None, description="BGP router id; default: loopback_v4")
+    interfaces: list[Interface] = Field(min_length=1)
+
+
+class SwitchPort(Strict):
+    """A physical switch port. `peer` is optional, and checked against the servers' cabling if given."""
+
+    name: str = Field(min_length=1, description="e.g. Ethernet1")
+    speed: int = Field(default=1000, description="port speed in Mb/s")
+    peer: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9-]*:[A-Za-z0-9_.-]+$", description="'host:nic' cabled here"
+    )
+    description: str | None = None
+
+
+class Uplink(Strict):
+    """A switch port cabled to a router port."""
+
+    port: str = Field(min_length=1)
+    router: Name
+    router_port: str = Field(min_length=1)
+
+
+class Switch(Strict):
+    """A PoP switch: server-facing LACP port-channels derived from the servers' bonds, plus uplinks."""
+
+    platform: Literal["eos", "bird"]
+    model: str | None = None
+    mgmt_address: IPv4Addr
+    loopback_v4: IPv4Addr | None = None
+    mlag_peer: Name | None = Field(default=None, description="the other switch of an MLAG pair, if any")
+    ports: list[SwitchPort] = Field(min_length=1)
+    uplinks: list[Uplink] = Field(default_factory=list)
+    vlans: dict[str, int] = Field(
+        default_factory=lambda: {"external": 100, "internal": 200},
+        description="VLAN id per NIC group (external, internal)",
+    )
+
+    @field_validator("vlans")
+    @classmethod
+    def _vlans(cls, v: dict[str, int]) -> dict[str, int]:
+        for key, vid in v.items():
+            if key not in ("external", "internal"):
+                raise ValueError(f"unknown NIC group {key!r} (expected external or internal)")
+            if not 1 <= vid <= 4094:
+                raise ValueError(f"VLAN id {vid} for {key} is outside 1-4094")
+        return v
+
+
+NicGroup = Literal["external", "internal", "management"]
+
+
+class Nic(Strict):
+    """A server NIC. External and internal NICs are cabled to a switch port and are either bond
+    members or, where there is a single port per group (the lab), carry the addresses themselves."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9]{0,14}$", description="stable interface name set from the MAC")
+    mac: str = Field(pattern=MAC_RE, description="lower-case colon-separated MAC address")
+    group: NicGroup
+    speed: int = Field(default=1000, description="link speed in Mb/s")
+    queues: int | None = Field(default=None, ge=1, le=256, description="RSS queues; default: as the NIC has")
+    switch: Name | None = Field(default=None, description="switch this NIC is cabled to")
+    switch_port: str | None = Field(default=None, description="port on that switch")
+    address_v4: IPv4Iface | None = Field(default=None, description="IPv4 address/prefix on an unbonded NIC")
+    address_v6: IPv6Iface | None = Field(default=None, description="IPv6 address/prefix on an unbonded NIC")
+
+    @model_validator(mode="after")
+    def _cabling(self) -> Nic:
+        if (self.switch is None) != (self.switch_port is None):
+            raise ValueError("switch and switch_port go together")
+        if self.group != "management" and self.switch is None:
+            raise ValueError(f"a {self.group} NIC must say which switch and switch_port it is cabled to")
+        return self
+
+
+class Bond(Strict):
+    """An 802.3ad (LACP) bond of NICs of one group."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9]{0,14}$")
+    group: Literal["external", "internal"]
+    members: list[str] = Field(min_length=1, description="NIC names")
+    address_v4: IPv4Iface | None = None
+    address_v6: IPv6Iface | None = None
+    lacp_rate: Literal["fast", "slow"] = "fast"
+    hash_policy: Literal["layer2", "layer2+3", "layer3+4"] = "layer3+4"
+    miimon_ms: int = Field(default=100, ge=0, le=10000)
+    mtu: int = Field(default=1500, ge=576, le=9216)
+
+
+class CpuLayout(Strict):
+    """CPU topology, used to pin NIC queues: external on one socket, internal on the other."""
+
+    sockets: int = Field(ge=1, le=8)
+    cores_per_socket: int = Field(ge=1, le=256)
+    threads_per_core: int = Field(default=1, ge=1, le=8)
+
+
+class IrqPlan(Strict):
+    """How NIC queue interrupts are spread over the CPUs."""
+
+    external_socket: int = Field(default=0, ge=0, le=7, description="socket serving external NIC queues")
+    internal_socket: int = Field(default=1, ge=0, le=7, description="socket serving internal NIC queues")
+    queues_per_core: int = Field(default=2, ge=1, le=64)
+
+
+class Ipmi(Strict):
+    """The server's BMC, for power cycling a dead server."""
+
+    address: IPv4Addr
+    username: str = Field(min_length=1)
+    password: Secret
+
+
+class PduOutlet(Strict):
+    pdu: Name
+    outlet: int = Field(ge=1, le=96)
+
+
+class Server(Strict):
+    """A generic PoP server: runs every service, announces anycast routes with its own weight."""
+
+    model: str | None = None
+    rack: str | None = None
+    nics: list[Nic] = Field(min_length=1)
+    bonds: list[Bond] = Field(default_factory=list)
+    cpu: CpuLayout | Literal["discover"] = Field(description="CPU topology, or 'discover' to read it at run time")
+    irq: IrqPlan = Field(default_factory=IrqPlan)
+    ipmi: Ipmi | None = None
+    pdu: PduOutlet | None = None
+    anycast_weight: int = Field(default=100, description="BGP MED for its anycast routes: lowest preferred")
+    services: list[Name] = Field(default_factory=list, description="anycast services this server runs")
+
+
+class Control(Strict):
+    """The PoP's control server: provisioning (PXE, images, call-home) and recovery."""
+
+    mgmt_address: IPv4Addr
+    lan_address_v4: IPv4Iface | None = Field(default=None, description="address/prefix on the server LAN")
+
+
+KINDS = ("router", "switch", "server", "control")
+KIND_GROUPS = {"router": "routers", "switch": "switches", "server": "servers", "control": "control"}
+KIND_MODELS: dict[str, type[Strict]] = {
+    "router": Router,
+    "switch": Switch,
+    "server": Server,
+    "control": Control,
+}
+
+
+class PopVars(Strict):
+    """The PoP-wide variables, kept in group_vars/all/."""
+
+    pop: Pop
+    providers: list[Provider] = Field(default_factory=list)
+    anycast_services: list[AnycastService] = Field(default_factory=list)
+
+
+def natural_key(text: str) -> list[int | str]:
+    """Sort 'srv2' before 'srv10', as operators read them."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]

@@ -1,0 +1,925 @@
+"""Validate a PoP inventory: schema first, then every rule that needs the whole PoP.
+
+All problems are reported at once, each naming the file, the line where it can be found, the key
+path and what was expected. Nothing downstream (render, push) runs on an inventory with errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from edgepop.model import locate
+from edgepop.model.loader import RawInventory, Sourced, load_inventory
+from edgepop.model.pop import PopModel
+from edgepop.model.schema import (
+    KIND_GROUPS,
+    KIND_MODELS,
+    NAME_RE,
+    AnycastService,
+    Control,
+    Pop,
+    Provider,
+    Router,
+    Server,
+    Switch,
+    natural_key,
+)
+from edgepop.model.secrets import VaultText, vault_reference
+
+POP_VARS: dict[str, Any] = {"pop": Pop, "providers": list[Provider], "anycast_services": list[AnycastService]}
+GROUP_OF_KIND = KIND_GROUPS
+KIND_OF_GROUP = {g: k for k, g in KIND_GROUPS.items()}
+ROLE_VAR_RE = re.compile(r"^[a-z][a-z0-9_]*__[a-z0-9_]+$")
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+@dataclass(frozen=True, order=True)
+class Issue:
+    """One validation error, sortable by file then line."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self, base: str = "") -> str:
+        """The message with the file shown under `base` (the inventory path as the user gave it)."""
+        file = f"{base.rstrip('/')}/{self.file}" if base and self.file != "." else (base or self.file)
+        where = f"{file}:{self.line}" if self.line else file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+@dataclass
+class Report:
+    """The outcome of a validation run: the model when valid, all issues otherwise."""
+
+    root: Path
+    errors: list[Issue] = field(default_factory=list)
+    model: PopModel | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def format(self, base: str = "") -> str:
+        return "\n".join(e.render(base) for e in self.errors)
+
+
+class _Collector:
+    """Accumulates issues; turns (file, key path) into a line number lazily."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.issues: set[Issue] = set()
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def add(self, file: Path, keys: tuple[str | int, ...], message: str, line: int | None = None) -> None:
+        if line is None and file.is_file():
+            line = locate.line_of(file, keys) if keys else None
+        self.issues.add(Issue(self.rel(file), line or 0, _dotted(keys), message))
+
+
+def _dotted(keys: Iterable[str | int]) -> str:
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+# --- schema errors -----------------------------------------------------------------------------
+
+
+def _model_fields_at(root_type: Any, loc: tuple[Any, ...]) -> tuple[tuple[str | int, ...], set[str] | None]:
+    """Walk a pydantic loc through the type tree: the display path (union tags dropped) and the
+    field names of the model that holds the last element (for 'did you mean' suggestions)."""
+    display: list[str | int] = []
+    current: Any = root_type
+    fields: set[str] | None = None
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = set(current.model_fields)
+            display.append(part)
+            info = current.model_fields.get(str(part))
+            current = info.annotation if info else None
+            continue
+        origin = get_origin(current)
+        if origin in (list, tuple) and isinstance(part, int):
+            display.append(part)
+            current = get_args(current)[0]
+            fields = None
+            continue
+        if origin is dict:
+            display.append(part)
+            current = get_args(current)[1]
+            fields = None
+            continue
+        members = [m for m in _union_members(current) if isinstance(m, type) and issubclass(m, BaseModel)]
+        if members:
+            # a discriminated union puts the tag into the loc; a plain union puts the class name
+            chosen = next((m for m in members if _tag_of(m) == part or m.__name__ == part), None)
+            if chosen is not None:
+                current = chosen
+                continue
+        display.append(part)
+        current = None
+        fields = None
+    return tuple(display), fields
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        args = get_args(tp)
+        if hasattr(tp, "__metadata__") and args:
+            tp = args[0]
+            continue
+        return tp
+
+
+def _union_members(tp: Any) -> list[Any]:
+    args = get_args(tp)
+    return [_unwrap(a) for a in args] if args else []
+
+
+def _tag_of(model: type[BaseModel]) -> str | None:
+    info = model.model_fields.get("type")
+    if info is None:
+        return None
+    tags = get_args(info.annotation)
+    return str(tags[0]) if tags else None
+
+
+def _describe_input(value: Any) -> str:
+    if isinstance(value, VaultText):
+        return "a !vault value"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _friendly(err: Any, fields: set[str] | None) -> str:
+    kind = err["type"]
+    msg: str = err["msg"]
+    loc = err["loc"]
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        hint = ""
+        if fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(sorted(fields))})"
+        return f"unknown key {key!r}{hint}"
+    if msg.startswith("Value error, "):
+        return msg.removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        pattern = err.get("ctx", {}).get("pattern", "")
+        return f"expected a string matching {pattern}, got {_describe_input(err.get('input'))}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        ctx = err.get("ctx", {})
+        return f"'type' must be one of {ctx.get('expected_tags', '?')}, got {ctx.get('tag', 'nothing')!r}"
+    text = msg.replace("Input should be", "expected").replace("input should be", "expected")
+    if ("input" in err and not isinstance(err["input"], dict | list)) or "input" in err:
+        text += f", got {_describe_input(err['input'])}"
+    return text
+
+
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    if tp not in _ADAPTERS:
+        _ADAPTERS[tp] = TypeAdapter(tp)
+    return _ADAPTERS[tp]
+
+
+def _validate_var(col: _Collector, name: str, tp: Any, sourced: Sourced) -> Any:
+    """Validate one variable. Lists are validated item by item, and invalid items become None, so
+    the cross-checks still run over the valid ones and every error shows up in one run."""
+    if get_origin(tp) is list and isinstance(sourced.value, list):
+        item_tp = get_args(tp)[0]
+        return [_validate_one(col, (name, i), item_tp, v, sourced.source) for i, v in enumerate(sourced.value)]
+    return _validate_one(col, (name,), tp, sourced.value, sourced.source)
+
+
+def _validate_one(col: _Collector, prefix: tuple[str | int, ...], tp: Any, value: Any, source: Path) -> Any:
+    try:
+        return _adapter(tp).validate_python(value)
+    except ValidationError as exc:
+        for err in exc.errors():
+            display, fields = _model_fields_at(tp, tuple(err["loc"]))
+            col.add(source, (*prefix, *display), _friendly(err, fields))
+        return None
+
+
+# --- structure ---------------------------------------------------------------------------------
+
+
+def _allowed_host_var(key: str, kind: str | None) -> bool:
+    return key.startswith(("ansible_", "vault_")) or bool(ROLE_VAR_RE.match(key)) or (kind is not None and key == kind)
+
+
+def _unknown_var_message(key: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"unknown variable {key!r}{hint}; inventory variables are the PoP model keys, ansible_*, "
+        "vault_* or role variables named <role>__<name>"
+    )
+
+
+def _check_structure(col: _Collector, inv: RawInventory) -> dict[str, str]:
+    """Map each host to its kind; report hosts in no kind group or in several."""
+    kinds: dict[str, str] = {}
+    hosts_file = inv.hosts_file or inv.root / "hosts.yml"
+    for name, raw in sorted(inv.hosts.items(), key=lambda kv: natural_key(kv[0])):
+        if not re.match(NAME_RE, name):
+            col.add(hosts_file, (), f"hostname {name!r} must be lower-case letters, digits and '-'")
+        found: list[str] = []
+        for group in raw.groups:
+            for g in inv.ancestry(group):
+                kind = KIND_OF_GROUP.get(g)
+                if kind and kind not in found:
+                    found.append(kind)
+        if not found:
+            col.add(
+                hosts_file,
+                (),
+                f"host {name!r} is in none of the groups {', '.join(KIND_GROUPS.values())}",
+            )
+            continue
+        if len(found) > 1:
+            groups = " and ".join(GROUP_OF_KIND[k] for k in found)
+            col.add(hosts_file, (), f"duplicate hostname {name!r}: it is in both {groups}")
+            continue
+        kinds[name] = found[0]
+    return kinds
+
+
+def _check_unknown_vars(col: _Collector, inv: RawInventory, kinds: dict[str, str]) -> None:
+    known = [*POP_VARS, *KIND_GROUPS]
+    for group, variables in inv.group_vars.items():
+        for key, sourced in variables.items():
+            if group == "all" and key in POP_VARS:
+                continue
+            if key in POP_VARS:
+                col.add(sourced.source, (key,), f"{key!r} belongs in group_vars/all, not in the vars of {group!r}")
+                continue
+            kind = KIND_OF_GROUP.get(group)
+            if not _allowed_host_var(key, kind):
+                col.add(sourced.source, (key,), _unknown_var_message(key, known))
+    for host, raw in inv.hosts.items():
+        kind = kinds.get(host)
+        for key, sourced in [*raw.inline_vars.items(), *raw.host_vars.items()]:
+            if key in POP_VARS:
+                col.add(sourced.source, (key,), f"{key!r} is PoP-wide; it belongs in group_vars/all")
+            elif key in KIND_GROUPS and key != kind:
+                col.add(
+                    sourced.source,
+                    (key,),
+                    f"host {host!r} is in group {GROUP_OF_KIND.get(kind or '', 'none')!r}, so it takes "
+                    f"{kind!r}, not {key!r}",
+                )
+            elif not _allowed_host_var(key, kind):
+                col.add(sourced.source, (key,), _unknown_var_message(key, known))
+
+
+# --- cross checks ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ctx:
+    col: _Collector
+    pop: Pop
+    providers: list[Provider | None]  # None: the item failed its schema (already reported)
+    services: list[AnycastService | None]
+    routers: dict[str, Router]
+    switches: dict[str, Switch]
+    servers: dict[str, Server]
+    controls: dict[str, Control]
+    sources: dict[str, Path]  # top-level var or host -> file
+    failed: set[str]  # hosts whose own schema failed: references to them are not re-reported
+
+    def err(self, owner: str, keys: tuple[str | int, ...], message: str) -> None:
+        self.col.add(self.sources[owner], keys, message)
+
+
+def _net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text, strict=False)
+
+
+def _in_any(addr: str, nets: list[str]) -> bool:
+    ip = ipaddress.ip_interface(addr).ip
+    return any(ip in _net(n) for n in nets if _net(n).version == ip.version)
+
+
+def _check_ranges(c: _Ctx) -> None:
+    r = c.pop.ranges
+    named = [
+        ("lan_v4", r.lan_v4),
+        ("lan_v6", r.lan_v6),
+        ("internal_v4", r.internal_v4),
+        ("internal_v6", r.internal_v6),
+        ("loopback_v4", r.loopback_v4),
+        ("loopback_v6", r.loopback_v6),
+        ("management_v4", r.management_v4),
+        *[(f"anycast_v4[{i}]", n) for i, n in enumerate(r.anycast_v4)],
+        *[(f"anycast_v6[{i}]", n) for i, n in enumerate(r.anycast_v6)],
+    ]
+    present = [(k, _net(v)) for k, v in named if v is not None]
+    for i, (ka, na) in enumerate(present):
+        for kb, nb in present[i + 1 :]:
+            if na.version == nb.version and na.overlaps(nb):
+                key = kb.split("[")[0]
+                c.err("pop", ("pop", "ranges", key), f"{kb} ({nb}) overlaps {ka} ({na})")
+    names = [p.name for p in c.pop.nearest_pops]
+    if c.pop.name in names:
+        c.err("pop", ("pop", "nearest_pops", names.index(c.pop.name)), "a PoP cannot pull its image from itself")
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            c.err("pop", ("pop", "nearest_pops", i), f"PoP {name!r} is listed twice")
+    pdu_names = [p.name for p in c.pop.pdus]
+    for i, pdu in enumerate(c.pop.pdus):
+        if pdu.name in pdu_names[:i]:
+            c.err("pop", ("pop", "pdus", i, "name"), f"duplicate PDU name {pdu.name!r}")
+        if not _in_any(pdu.address, [r.management_v4]):
+            c.err(
+                "pop",
+                ("pop", "pdus", i, "address"),
+                f"{pdu.address} is outside management_v4 {r.management_v4}",
+            )
+
+
+def _check_unique_addresses(c: _Ctx) -> None:
+    seen: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str] = {}
+
+    def claim(value: str | None, owner: str, keys: tuple[str | int, ...]) -> None:
+        if value is None:
+            return
+        ip = ipaddress.ip_interface(value).ip
+        where = f"{owner}:{_dotted(keys)}"
+        if ip in seen:
+            c.err(owner, keys, f"duplicate IP address {ip}: already used by {seen[ip]}")
+        else:
+            seen[ip] = where
+
+    for i, pdu in enumerate(c.pop.pdus):
+        claim(pdu.address, "pop", ("pop", "pdus", i, "address"))
+    for name, rt in c.routers.items():
+        claim(rt.mgmt_address, name, ("router", "mgmt_address"))
+        claim(rt.loopback_v4, name, ("router", "loopback_v4"))
+        claim(rt.loopback_v6, name, ("router", "loopback_v6"))
+        for i, itf in enumerate(rt.interfaces):
+            claim(itf.address_v4, name, ("router", "interfaces", i, "address_v4"))
+            claim(itf.address_v6, name, ("router", "interfaces", i, "address_v6"))
+    for name, sw in c.switches.items():
+        claim(sw.mgmt_address, name, ("switch", "mgmt_address"))
+        claim(sw.loopback_v4, name, ("switch", "loopback_v4"))
+    for name, ctl in c.controls.items():
+        claim(ctl.mgmt_address, name, ("control", "mgmt_address"))
+        claim(ctl.lan_address_v4, name, ("control", "lan_address_v4"))
+    for name, srv in c.servers.items():
+        for i, nic in enumerate(srv.nics):
+            claim(nic.address_v4, name, ("server", "nics", i, "address_v4"))
+        for i, bond in enumerate(srv.bonds):
+            claim(bond.address_v4, name, ("server", "bonds", i, "address_v4"))
+            claim(bond.address_v6, name, ("server", "bonds", i, "address_v6"))
+        if srv.ipmi:
+            claim(srv.ipmi.address, name, ("server", "ipmi", "address"))
+    for i, prov in enumerate(c.providers):
+        if prov is None:
+            continue
+        claim(prov.address_v4, "providers", ("providers", i, "address_v4"))
+        claim(prov.address_v6, "providers", ("providers", i, "address_v6"))
+
+
+def _check_names(c: _Ctx) -> None:
+    for var, items in (("providers", c.providers), ("anycast_services", c.services)):
+        names = [it.name if it is not None else None for it in items]
+        for i, n in enumerate(names):
+            if n is not None and n in names[:i]:
+                c.err(var, (var, i, "name"), f"duplicate name {n!r}")
+
+
+def _check_services(c: _Ctx) -> None:
+    r = c.pop.ranges
+    owner: dict[str, str] = {}
+    for i, svc in enumerate(c.services):
+        if svc is None:
+            continue
+        for j, prefix in enumerate(svc.prefixes):
+            net = _net(prefix)
+            keys: tuple[str | int, ...] = ("anycast_services", i, "prefixes", j)
+            if net.prefixlen != net.max_prefixlen:
+                c.err("anycast_services", keys, f"{prefix} is not a host route (expected /{net.max_prefixlen})")
+                continue
+            ranges = r.anycast_v4 if net.version == 4 else r.anycast_v6
+            if not any(net.subnet_of(_net(a)) for a in ranges if _net(a).version == net.version):  # type: ignore[arg-type]
+                c.err(
+                    "anycast_services",
+                    keys,
+                    f"{prefix} is outside the PoP's anycast ranges ({', '.join(ranges)})",
+                )
+            if prefix in owner:
+                c.err("anycast_services", keys, f"{prefix} is already a prefix of service {owner[prefix]!r}")
+            owner[prefix] = svc.name
+
+
+def _check_routers(c: _Ctx) -> None:
+    r = c.pop.ranges
+    for name, rt in c.routers.items():
+        if not _in_any(rt.mgmt_address, [r.management_v4]):
+            c.err(
+                name,
+                ("router", "mgmt_address"),
+                f"{rt.mgmt_address} is outside management_v4 {r.management_v4}",
+            )
+        if not _in_any(rt.loopback_v4, [r.loopback_v4]):
+            c.err(name, ("router", "loopback_v4"), f"{rt.loopback_v4} is outside loopback_v4 {r.loopback_v4}")
+        if not _in_any(rt.loopback_v6, [r.loopback_v6]):
+            c.err(name, ("router", "loopback_v6"), f"{rt.loopback_v6} is outside loopback_v6 {r.loopback_v6}")
+        names = [i.name for i in rt.interfaces]
+        lans = []
+        for i, itf in enumerate(rt.interfaces):
+            if itf.name in names[:i]:
+                c.err(name, ("router", "interfaces", i, "name"), f"duplicate interface {itf.name!r}")
+            if itf.lan:
+                lans.append(i)
+                for fam, addr, rng in (("v4", itf.address_v4, r.lan_v4), ("v6", itf.address_v6, r.lan_v6)):
+                    if addr is None:
+                        c.err(name, ("router", "interfaces", i), f"the LAN interface needs address_{fam}")
+                    elif ipaddress.ip_interface(addr).network != _net(rng):
+                        c.err(
+                            name,
+                            ("router", "interfaces", i, f"address_{fam}"),
+                            f"LAN interface address {addr} must be on lan_{fam} {rng}",
+                        )
+        if len(lans) != 1:
+            c.err(
+                name,
+                ("router", "interfaces"),
+                f"expected exactly one interface with 'lan: true' (the server LAN), found {len(lans)}",
+            )
+
+
+def _check_providers(c: _Ctx) -> None:
+    for i, prov in enumerate(c.providers):
+        if prov is None:
+            continue
+        base: tuple[str | int, ...] = ("providers", i)
+        rt = c.routers.get(prov.router)
+        if rt is None and prov.router in c.failed:
+            continue
+        if rt is None:
+            known = ", ".join(c.routers) or "none"
+            c.err("providers", (*base, "router"), f"unknown router {prov.router!r} (routers: {known})")
+            continue
+        itf = next((x for x in rt.interfaces if x.name == prov.port), None)
+        if itf is None:
+            c.err(
+                "providers",
+                (*base, "port"),
+                f"router {prov.router!r} has no interface {prov.port!r} "
+                f"(it has: {', '.join(x.name for x in rt.interfaces)})",
+            )
+            continue
+        if itf.lan:
+            c.err("providers", (*base, "port"), f"{prov.port!r} is the server LAN interface of {prov.router!r}")
+        for fam, addr, mine in (
+            ("v4", prov.address_v4, itf.address_v4),
+            ("v6", prov.address_v6, itf.address_v6),
+        ):
+            if addr is None:
+                continue
+            keys = (*base, f"address_{fam}")
+            if mine is None:
+                c.err("providers", keys, f"{prov.router}:{prov.port} has no address_{fam} for {addr} to be on")
+                continue
+            local = ipaddress.ip_interface(mine)
+            ip = ipaddress.ip_address(addr)
+            if ip not in local.network:
+                c.err(
+                    "providers",
+                    keys,
+                    f"{addr} is not on the router interface {prov.router}:{prov.port} ({local.network})",
+                )
+            elif ip == local.ip:
+                c.err("providers", keys, f"{addr} is the router's own address on {prov.port}")
+
+
+def _check_switches(c: _Ctx) -> dict[tuple[str, str], str]:
+    """Validate switch ports and uplinks; return (switch, port) -> what is cabled there."""
+    used: dict[tuple[str, str], str] = {}
+    for name, sw in c.switches.items():
+        if not _in_any(sw.mgmt_address, [c.pop.ranges.management_v4]):
+            c.err(name, ("switch", "mgmt_address"), f"{sw.mgmt_address} is outside management_v4")
+        names = [p.name for p in sw.ports]
+        for i, port in enumerate(sw.ports):
+            if port.name in names[:i]:
+                c.err(name, ("switch", "ports", i, "name"), f"duplicate port {port.name!r}")
+        if sw.mlag_peer is not None:
+            peer = c.switches.get(sw.mlag_peer)
+            if peer is None:
+                c.err(name, ("switch", "mlag_peer"), f"unknown switch {sw.mlag_peer!r}")
+            elif peer.mlag_peer != name:
+                c.err(name, ("switch", "mlag_peer"), f"{sw.mlag_peer!r} does not name {name!r} as its mlag_peer")
+        for i, up in enumerate(sw.uplinks):
+            keys: tuple[str | int, ...] = ("switch", "uplinks", i)
+            if up.port not in names:
+                c.err(name, (*keys, "port"), f"switch {name!r} has no port {up.port!r}")
+            elif (name, up.port) in used:
+                c.err(name, (*keys, "port"), f"port {up.port!r} is already cabled to {used[(name, up.port)]}")
+            else:
+                used[(name, up.port)] = f"{up.router}:{up.router_port}"
+            rt = c.routers.get(up.router)
+            if rt is None and up.router in c.failed:
+                continue
+            if rt is None:
+                c.err(name, (*keys, "router"), f"unknown router {up.router!r}")
+            elif up.router_port not in [x.name for x in rt.interfaces]:
+                c.err(name, (*keys, "router_port"), f"router {up.router!r} has no interface {up.router_port!r}")
+    return used
+
+
+def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
+    r = c.pop.ranges
+    svc_names = [s.name for s in c.services if s is not None]
+    macs: dict[str, str] = {}
+    outlets: dict[tuple[str, int], str] = {}
+    pdus = {p.name: p for p in c.pop.pdus}
+    for name, srv in c.servers.items():
+        nics = {n.name: (i, n) for i, n in enumerate(srv.nics)}
+        names = [n.name for n in srv.nics]
+        for i, nic in enumerate(srv.nics):
+            keys: tuple[str | int, ...] = ("server", "nics", i)
+            if nic.name in names[:i]:
+                c.err(name, (*keys, "name"), f"duplicate NIC name {nic.name!r}")
+            if nic.mac in macs:
+                c.err(name, (*keys, "mac"), f"duplicate MAC {nic.mac}: already on {macs[nic.mac]}")
+            else:
+                macs[nic.mac] = f"{name}:{nic.name}"
+            for fam in ("v4", "v6"):
+                addr = getattr(nic, f"address_{fam}")
+                if addr is None:
+                    continue
+                rng = {
+                    "management": r.management_v4 if fam == "v4" else None,
+                    "external": getattr(r, f"lan_{fam}"),
+                    "internal": getattr(r, f"internal_{fam}"),
+                }[nic.group]
+                if rng is None or ipaddress.ip_interface(addr).network != _net(rng):
+                    label = {"management": "management", "external": "lan", "internal": "internal"}[nic.group]
+                    c.err(name, (*keys, f"address_{fam}"), f"{addr} must be on {label}_{fam} {rng}")
+            if nic.switch is None or nic.switch_port is None:
+                continue
+            sw = c.switches.get(nic.switch)
+            if sw is None and nic.switch in c.failed:
+                continue
+            if sw is None:
+                c.err(
+                    name,
+                    (*keys, "switch"),
+                    f"unknown switch {nic.switch!r} (switches: {', '.join(c.switches)})",
+                )
+                continue
+            port = next((p for p in sw.ports if p.name == nic.switch_port), None)
+            me = f"{name}:{nic.name}"
+            if port is None:
+                c.err(name, (*keys, "switch_port"), f"switch {nic.switch!r} has no port {nic.switch_port!r}")
+                continue
+            if (nic.switch, nic.switch_port) in used:
+                c.err(
+                    name,
+                    (*keys, "switch_port"),
+                    f"{nic.switch}:{nic.switch_port} is already cabled to {used[(nic.switch, nic.switch_port)]}",
+                )
+            else:
+                used[(nic.switch, nic.switch_port)] = me
+            if port.speed != nic.speed:
+                c.err(
+                    name,
+                    (*keys, "speed"),
+                    f"NIC speed {nic.speed} does not match {nic.switch}:{nic.switch_port} speed {port.speed}",
+                )
+            if port.peer is not None and port.peer != me:
+                c.err(
+                    name,
+                    (*keys, "switch_port"),
+                    f"cabled to {nic.switch}:{nic.switch_port}, but that switch port says its peer is {port.peer}",
+                )
+        in_bond: dict[str, str] = {}
+        bond_names = [b.name for b in srv.bonds]
+        for i, bond in enumerate(srv.bonds):
+            keys = ("server", "bonds", i)
+            if bond.name in bond_names[:i] or bond.name in nics:
+                c.err(name, (*keys, "name"), f"duplicate interface name {bond.name!r}")
+            switches: list[str] = []
+            for j, member in enumerate(bond.members):
+                if member not in nics:
+                    c.err(
+                        name,
+                        (*keys, "members", j),
+                        f"NIC {member!r} is not declared in server.nics (NICs: {', '.join(names)})",
+                    )
+                    continue
+                _, nic = nics[member]
+                if member in in_bond:
+                    c.err(
+                        name,
+                        (*keys, "members", j),
+                        f"NIC {member!r} is already a member of {in_bond[member]}",
+                    )
+                in_bond[member] = bond.name
+                if nic.group != bond.group:
+                    c.err(
+                        name,
+                        (*keys, "members", j),
+                        f"NIC {member!r} is in group {nic.group!r} but the bond is {bond.group!r}: "
+                        "a bond must not mix NIC groups",
+                    )
+                if nic.switch and nic.switch not in switches:
+                    switches.append(nic.switch)
+            if len(switches) > 1:
+                pair = len(switches) == 2 and c.switches.get(switches[0]) is not None
+                pair = pair and c.switches[switches[0]].mlag_peer == switches[1]
+                if not pair:
+                    c.err(
+                        name,
+                        (*keys, "members"),
+                        f"bond members are cabled to switches {', '.join(switches)}, which are not an MLAG pair",
+                    )
+            lan4, lan6 = (r.lan_v4, r.lan_v6) if bond.group == "external" else (r.internal_v4, r.internal_v6)
+            for fam, addr, rng in (("v4", bond.address_v4, lan4), ("v6", bond.address_v6, lan6)):
+                if addr is None:
+                    continue
+                if rng is None or ipaddress.ip_interface(addr).network != _net(rng):
+                    c.err(
+                        name,
+                        (*keys, f"address_{fam}"),
+                        f"{addr} must be on {'lan' if bond.group == 'external' else 'internal'}_{fam} {rng}",
+                    )
+        for nic_name, (i, nic) in nics.items():
+            addressed = nic.address_v4 is not None or nic.address_v6 is not None
+            if nic_name in in_bond and addressed:
+                c.err(
+                    name,
+                    ("server", "nics", i),
+                    f"NIC {nic_name!r} is a member of {in_bond[nic_name]}; the bond carries the addresses",
+                )
+            elif nic.group != "management" and nic_name not in in_bond and not addressed:
+                c.err(
+                    name,
+                    ("server", "nics", i),
+                    f"{nic.group} NIC {nic_name!r} is in no bond and has no address: bond it or address it",
+                )
+        # anycast
+        if not c.pop.weight_min <= srv.anycast_weight <= c.pop.weight_max:
+            c.err(
+                name,
+                ("server", "anycast_weight"),
+                f"weight {srv.anycast_weight} is out of range {c.pop.weight_min}-{c.pop.weight_max}",
+            )
+        for i, svc in enumerate(srv.services):
+            if svc not in svc_names:
+                c.err(
+                    name,
+                    ("server", "services", i),
+                    f"unknown anycast service {svc!r} (services: {', '.join(svc_names) or 'none'})",
+                )
+            elif svc in srv.services[:i]:
+                c.err(name, ("server", "services", i), f"service {svc!r} is listed twice")
+        ext_v4 = [b.address_v4 for b in srv.bonds if b.group == "external" and b.address_v4]
+        ext_v4 += [n.address_v4 for n in srv.nics if n.group == "external" and n.address_v4]
+        if srv.services and not ext_v4:
+            c.err(
+                name,
+                ("server", "services"),
+                "a server that runs anycast services needs an external bond or NIC with address_v4",
+            )
+        # hardware
+        if srv.cpu != "discover":
+            for key in ("external_socket", "internal_socket"):
+                sock = getattr(srv.irq, key)
+                if sock >= srv.cpu.sockets:
+                    c.err(
+                        name,
+                        ("server", "irq", key),
+                        f"socket {sock} does not exist (cpu.sockets is {srv.cpu.sockets})",
+                    )
+            if srv.cpu.sockets > 1 and srv.irq.external_socket == srv.irq.internal_socket:
+                c.err(
+                    name,
+                    ("server", "irq", "internal_socket"),
+                    "external and internal queues must be on different sockets when there are two or more",
+                )
+        if srv.ipmi and not _in_any(srv.ipmi.address, [r.management_v4]):
+            c.err(
+                name,
+                ("server", "ipmi", "address"),
+                f"{srv.ipmi.address} is outside management_v4 {r.management_v4}",
+            )
+        if srv.pdu:
+            pdu = pdus.get(srv.pdu.pdu)
+            if pdu is None:
+                c.err(
+                    name,
+                    ("server", "pdu", "pdu"),
+                    f"unknown PDU {srv.pdu.pdu!r} (pop.pdus: {', '.join(pdus) or 'none'})",
+                )
+            elif srv.pdu.outlet > pdu.outlets:
+                c.err(name, ("server", "pdu", "outlet"), f"PDU {pdu.name!r} has only {pdu.outlets} outlets")
+            else:
+                slot = (srv.pdu.pdu, srv.pdu.outlet)
+                if slot in outlets:
+                    c.err(
+                        name,
+                        ("server", "pdu", "outlet"),
+                        f"outlet {slot[1]} of {slot[0]} already powers {outlets[slot]}",
+                    )
+                outlets[slot] = name
+
+
+def _check_switch_port_peers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
+    for name, sw in c.switches.items():
+        for i, port in enumerate(sw.ports):
+            if port.peer is None:
+                continue
+            actual = used.get((name, port.name))
+            if actual is None:
+                c.err(name, ("switch", "ports", i, "peer"), f"says {port.peer} is cabled here, but no NIC is")
+
+
+def _check_controls(c: _Ctx) -> None:
+    for name, ctl in c.controls.items():
+        if not _in_any(ctl.mgmt_address, [c.pop.ranges.management_v4]):
+            c.err(name, ("control", "mgmt_address"), f"{ctl.mgmt_address} is outside management_v4")
+        if ctl.lan_address_v4 and ipaddress.ip_interface(ctl.lan_address_v4).network != _net(c.pop.ranges.lan_v4):
+            c.err(
+                name,
+                ("control", "lan_address_v4"),
+                f"{ctl.lan_address_v4} must be on lan_v4 {c.pop.ranges.lan_v4}",
+            )
+
+
+def _secret_refs(value: Any, keys: tuple[str | int, ...]) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _secret_refs(v, (*keys, str(k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _secret_refs(v, (*keys, i))
+    elif isinstance(value, str) and not isinstance(value, VaultText):
+        ref = vault_reference(value.strip())
+        if ref:
+            yield keys, ref
+
+
+def _check_vault_refs(col: _Collector, inv: RawInventory, checked: list[tuple[str, Sourced]]) -> None:
+    if inv.encrypted_files:
+        return  # names inside whole-file vaults cannot be seen without the password
+    defined = {k for gv in inv.group_vars.values() for k in gv}
+    for raw in inv.hosts.values():
+        defined.update(raw.host_vars)
+        defined.update(raw.inline_vars)
+    for name, sourced in checked:
+        for keys, ref in _secret_refs(sourced.value, (name,)):
+            if ref not in defined:
+                col.add(sourced.source, keys, f"refers to {ref!r}, which no group_vars or host_vars file defines")
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def validate_inventory(root: Path) -> Report:
+    """Validate one PoP inventory directory. Never raises for bad content: see Report.errors."""
+    root = root.resolve()
+    locate.clear_cache()
+    col = _Collector(root)
+    inv = load_inventory(root)
+    for le in inv.errors:
+        col.add(le.file, tuple(le.path.split(".")) if le.path else (), le.message, le.line)
+    unreadable = {le.file.stem for le in inv.errors if le.file.parent.name == "host_vars"}
+    kinds = _check_structure(col, inv)
+    _check_unknown_vars(col, inv, kinds)
+
+    all_vars = inv.group_vars.get("all", {})
+    values: dict[str, Any] = {}
+    sources: dict[str, Path] = {}
+    checked: list[tuple[str, Sourced]] = []
+    for var, tp in POP_VARS.items():
+        sourced = all_vars.get(var)
+        if sourced is None:
+            if var == "pop":
+                gv = root / "group_vars" / "all"
+                col.add(gv if gv.exists() else root / "group_vars", (), "the PoP-wide variable 'pop' is missing")
+            values[var] = []
+            continue
+        sources[var] = sourced.source
+        checked.append((var, sourced))
+        values[var] = _validate_var(col, var, tp, sourced)
+
+    devices: dict[str, dict[str, Any]] = {k: {} for k in KIND_MODELS}
+    ansible_hosts: dict[str, str] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    seen_hosts: dict[str, str] = {}
+    for host in sorted(kinds, key=natural_key):
+        kind = kinds[host]
+        effective = inv.effective_vars(host)
+        extra[host] = {k: s.value for k, s in effective.items() if k != kind}
+        ah = effective.get("ansible_host")
+        if ah is not None:
+            ansible_hosts[host] = str(ah.value)
+            if str(ah.value) in seen_hosts:
+                col.add(
+                    ah.source,
+                    ("ansible_host",),
+                    f"duplicate ansible_host {ah.value}: also {seen_hosts[str(ah.value)]}",
+                )
+            seen_hosts[str(ah.value)] = host
+        sourced = effective.get(kind)
+        if sourced is None and host in unreadable:
+            continue  # its host_vars did not parse; that error is already reported
+        if sourced is None:
+            hv = root / "host_vars" / f"{host}.yml"
+            col.add(hv if hv.exists() else (inv.hosts_file or root), (), f"host {host!r} has no {kind!r} variable")
+            continue
+        sources[host] = sourced.source
+        checked.append((kind, sourced))
+        devices[kind][host] = _validate_var(col, kind, KIND_MODELS[kind], sourced)
+
+    _check_vault_refs(col, inv, checked)
+
+    complete = values.get("pop") is not None
+    for var in ("providers", "anycast_services"):
+        if values.get(var) is None:
+            values[var] = []
+    if complete:
+        ctx = _Ctx(
+            col=col,
+            pop=values["pop"],
+            providers=values["providers"],
+            services=values["anycast_services"],
+            routers={h: d for h, d in devices["router"].items() if d is not None},
+            switches={h: d for h, d in devices["switch"].items() if d is not None},
+            servers={h: d for h, d in devices["server"].items() if d is not None},
+            controls={h: d for h, d in devices["control"].items() if d is not None},
+            sources=sources,
+            failed={h for d in devices.values() for h, v in d.items() if v is None},
+        )
+        _check_ranges(ctx)
+        _check_unique_addresses(ctx)
+        _check_names(ctx)
+        _check_services(ctx)
+        _check_routers(ctx)
+        _check_providers(ctx)
+        used = _check_switches(ctx)
+        _check_servers(ctx, used)
+        _check_switch_port_peers(ctx, used)
+        _check_controls(ctx)
+
+    report = Report(root=root, errors=sorted(col.issues))
+    if report.ok and complete:
+        report.model = PopModel(
+            root=root,
+            pop=values["pop"],
+            providers=[p for p in values["providers"] if p is not None],
+            services=[s for s in values["anycast_services"] if s is not None],
+            routers=devices["router"],
+            switches=devices["switch"],
+            servers=devices["server"],
+            controls=devices["control"],
+            ansible_hosts=ansible_hosts,
+            extra_vars=extra,
+        )
+    return report
+
+
+def load_valid(root: Path) -> PopModel:
+    """The model of a valid inventory, or InventoryInvalid with every message."""
+    report = validate_inventory(root)
+    if report.model is None:
+        raise InventoryInvalid(report)
+    return report.model
+
+
+class InventoryInvalid(Exception):
+    """Raised by load_valid; str() is the full multi-line report."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__(report.format())
+        self.report = report
