@@ -1,0 +1,140 @@
+"""Structured config -> text, for every device of a PoP. Pure functions over Jinja2 templates.
+
+Which files a device gets depends only on its kind and platform (`outputs_for`). Templates live in
+the repository's top-level `templates/` so the CLI and the Ansible roles render from the same source;
+each device template includes one template per config section in a fixed order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from edgepop.derive import StructuredConfig, derive_all
+from edgepop.model.pop import PopModel
+
+MANIFEST = ".edgepop-render"
+
+
+def templates_dir() -> Path:
+    """The shared templates: $EDGEPOP_TEMPLATES, else the repository's templates/ directory."""
+    env = os.environ.get("EDGEPOP_TEMPLATES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def _ip(value: str) -> str:
+    return str(ipaddress.ip_interface(value).ip)
+
+
+def _prefixlen(value: str) -> int:
+    return ipaddress.ip_interface(value).network.prefixlen
+
+
+def _network(value: str) -> str:
+    return str(ipaddress.ip_interface(value).network)
+
+
+def _ident(value: str) -> str:
+    """A name usable as a BIRD/Junos identifier (letters, digits, underscore)."""
+    return "".join(ch if ch.isalnum() else "_" for ch in value)
+
+
+@lru_cache(maxsize=4)
+def _environment(root: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - device configs, not HTML
+    )
+    env.filters.update(ip=_ip, prefixlen=_prefixlen, network=_network, ident=_ident)
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    return _environment(str(templates_dir())).get_template(name).render(**context)
+
+
+def outputs_for(sc: StructuredConfig) -> dict[str, str]:
+    """File name -> template for one device."""
+    kind = sc["kind"]
+    if kind == "router":
+        return (
+            {"junos.conf": "junos/router.conf.j2"}
+            if sc["platform"] == "junos"
+            else {"bird.conf": "bird/router.conf.j2"}
+        )
+    if kind == "switch":
+        return {"eos.cfg": "eos/switch.cfg.j2"} if sc["platform"] == "eos" else {"bird.conf": "bird/switch.conf.j2"}
+    if kind == "server":
+        return {
+            "bird.conf": "bird/server.conf.j2",
+            "network.yml": "networkd/server.yml.j2",
+            "irq-plan.yml": "irq/plan.yml.j2",
+        }
+    return {}
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
+
+
+def render_device(sc: StructuredConfig) -> dict[str, str]:
+    """Every file of one device, structured config included."""
+    files = {"structured.yml": "---\n" + dump_yaml(sc)}
+    for fname, template in outputs_for(sc).items():
+        files[fname] = render_template(template, sc=sc)
+    return files
+
+
+def render_pop(model: PopModel) -> dict[str, str]:
+    """Relative path -> content for the whole PoP: one folder per device plus summary.md."""
+    configs = derive_all(model)
+    out: dict[str, str] = {}
+    for host, sc in configs.items():
+        for fname, text in render_device(sc).items():
+            out[f"{host}/{fname}"] = text
+    out["summary.md"] = render_template("summary/pop.md.j2", model=model, configs=configs)
+    return out
+
+
+def write_tree(files: dict[str, str], out_dir: Path) -> tuple[list[str], list[str]]:
+    """Write files that changed (atomically) and remove files a previous render wrote but this one
+    does not. Returns (changed, removed) relative paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / MANIFEST
+    previous = set(manifest.read_text().split()) if manifest.is_file() else set()
+    changed: list[str] = []
+    for rel, text in sorted(files.items()):
+        target = out_dir / rel
+        data = text.encode()
+        if target.is_file() and hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        changed.append(rel)
+    removed = sorted(previous - set(files))
+    for rel in removed:
+        stale = out_dir / rel
+        if stale.is_file():
+            stale.unlink()
+        parent = stale.parent
+        if parent != out_dir and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+    new_manifest = "\n".join(sorted(files)) + "\n"
+    if not manifest.is_file() or manifest.read_text() != new_manifest:
+        manifest.write_text(new_manifest)
+    return changed, removed
