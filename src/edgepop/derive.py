@@ -52,8 +52,9 @@ def _split(prefixes: list[str]) -> tuple[list[str], list[str]]:
 
 def server_external_addresses(srv: Server) -> tuple[str | None, str | None]:
     """The server's addresses on the router LAN (external bond, or the unbonded external NIC)."""
-    for item in [*srv.bonds, *srv.nics]:
-        if getattr(item, "group", None) == "external" and (item.address_v4 or item.address_v6):
+    carriers: list[Bond | Nic] = [*srv.bonds, *srv.nics]
+    for item in carriers:
+        if item.group == "external" and (item.address_v4 or item.address_v6):
             return _ip(item.address_v4), _ip(item.address_v6)
     return None, None
 
@@ -176,9 +177,9 @@ def _router_servers(model: PopModel) -> dict[str, Any]:
     accept_v4: list[str] = []
     accept_v6: list[str] = []
     for svc in model.services:
-        v4, v6 = _split(svc.prefixes)
-        accept_v4 += v4
-        accept_v6 += v6
+        svc_v4, svc_v6 = _split(svc.prefixes)
+        accept_v4 += svc_v4
+        accept_v6 += svc_v6
     neighbors = []
     for host, srv in model.servers.items():
         v4, v6 = server_external_addresses(srv)
@@ -270,8 +271,10 @@ def derive_switch(model: PopModel, host: str) -> StructuredConfig:
     for srv_name, srv in model.servers.items():
         by_nic = {n.name: n for n in srv.nics}
         for bond in srv.bonds:
-            ports = [by_nic[m].switch_port for m in bond.members if by_nic[m].switch == host]
-            ports = sorted((p for p in ports if p is not None), key=natural_key)
+            ports = sorted(
+                (port for m in bond.members if by_nic[m].switch == host and (port := by_nic[m].switch_port)),
+                key=natural_key,
+            )
             if not ports:
                 continue
             channels.append(

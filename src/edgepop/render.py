@@ -56,7 +56,7 @@ def _environment(root: str) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # noqa: S701 - device configs, not HTML
+        autoescape=False,
     )
     env.filters.update(ip=_ip, prefixlen=_prefixlen, network=_network, ident=_ident)
     return env
