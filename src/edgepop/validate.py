@@ -17,7 +17,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from edgepop.model import locate
-from edgepop.model.loader import RawInventory, Sourced, load_inventory
+from edgepop.model.loader import VAULT_HEADER, RawInventory, Sourced, load_inventory
 from edgepop.model.pop import PopModel
 from edgepop.model.schema import (
     KIND_GROUPS,
@@ -105,9 +105,10 @@ def _dotted(keys: Iterable[str | int]) -> str:
 # --- schema errors -----------------------------------------------------------------------------
 
 
-def _model_fields_at(root_type: Any, loc: tuple[Any, ...]) -> tuple[tuple[str | int, ...], set[str] | None]:
-    """Walk a pydantic loc through the type tree: the display path (union tags dropped) and the
-    field names of the model that holds the last element (for 'did you mean' suggestions)."""
+def _model_fields_at(root_type: Any, loc: tuple[Any, ...]) -> tuple[tuple[str | int, ...], set[str] | None, list[str]]:
+    """Walk a pydantic loc through the type tree: the display path (union tags dropped), the
+    field names of the model that holds the last element (for 'did you mean' suggestions) and,
+    when the loc ends on a tagged union, its tags (to say which 'type' values exist)."""
     display: list[str | int] = []
     current: Any = root_type
     fields: set[str] | None = None
@@ -140,7 +141,9 @@ def _model_fields_at(root_type: Any, loc: tuple[Any, ...]) -> tuple[tuple[str | 
         display.append(part)
         current = None
         fields = None
-    return tuple(display), fields
+    members = [m for m in _union_members(_unwrap(current)) if isinstance(m, type) and issubclass(m, BaseModel)]
+    tags = [t for t in (_tag_of(m) for m in members) if t is not None]
+    return tuple(display), fields, tags
 
 
 def _unwrap(tp: Any) -> Any:
@@ -175,18 +178,21 @@ def _describe_input(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _friendly(err: Any, fields: set[str] | None) -> str:
+def _friendly(err: Any, fields: set[str] | None, tags: list[str]) -> str:
     kind = err["type"]
     msg: str = err["msg"]
     loc = err["loc"]
+    value = err.get("input")
     if kind == "missing":
         return "required key is missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping, got {_describe_input(value)}"
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
         hint = ""
         if fields:
-            close = difflib.get_close_matches(key, sorted(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(sorted(fields))})"
+            close = _suggest(key, fields)
+            hint = f" (did you mean {close!r}?)" if close else f" (expected one of: {', '.join(sorted(fields))})"
         return f"unknown key {key!r}{hint}"
     if msg.startswith("Value error, "):
         return msg.removeprefix("Value error, ")
@@ -195,11 +201,31 @@ def _friendly(err: Any, fields: set[str] | None) -> str:
         return f"expected a string matching {pattern}, got {_describe_input(err.get('input'))}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         ctx = err.get("ctx", {})
-        return f"'type' must be one of {ctx.get('expected_tags', '?')}, got {ctx.get('tag', 'nothing')!r}"
+        expected = ctx.get("expected_tags") or ", ".join(repr(t) for t in tags)
+        if kind == "union_tag_not_found":
+            return f"missing key 'type' (one of {expected})"
+        return f"'type' must be one of {expected}, got {ctx.get('tag')!r}"
     text = msg.replace("Input should be", "expected").replace("input should be", "expected")
-    if ("input" in err and not isinstance(err["input"], dict | list)) or "input" in err:
-        text += f", got {_describe_input(err['input'])}"
+    if "input" in err:
+        text += f", got {_describe_input(value)}"
+    if kind == "string_type" and isinstance(value, int | float):
+        text += " (YAML reads it as a number: quote it)"
+    elif kind in ("int_type", "float_type") and isinstance(value, str) and _is_number(value):
+        text += " (a quoted number is a string: remove the quotes)"
     return text
+
+
+def _suggest(key: str, fields: set[str]) -> str | None:
+    close = difflib.get_close_matches(key, sorted(fields), n=1)
+    return close[0] if close else None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _adapter(tp: Any) -> TypeAdapter[Any]:
@@ -211,19 +237,28 @@ def _adapter(tp: Any) -> TypeAdapter[Any]:
 def _validate_var(col: _Collector, name: str, tp: Any, sourced: Sourced) -> Any:
     """Validate one variable. Lists are validated item by item, and invalid items become None, so
     the cross-checks still run over the valid ones and every error shows up in one run."""
+    prefix = (*sourced.keys, name)
     if get_origin(tp) is list and isinstance(sourced.value, list):
         item_tp = get_args(tp)[0]
-        return [_validate_one(col, (name, i), item_tp, v, sourced.source) for i, v in enumerate(sourced.value)]
-    return _validate_one(col, (name,), tp, sourced.value, sourced.source)
+        return [_validate_one(col, (*prefix, i), item_tp, v, sourced.source) for i, v in enumerate(sourced.value)]
+    return _validate_one(col, prefix, tp, sourced.value, sourced.source)
 
 
 def _validate_one(col: _Collector, prefix: tuple[str | int, ...], tp: Any, value: Any, source: Path) -> Any:
     try:
         return _adapter(tp).validate_python(value)
     except ValidationError as exc:
+        found: list[tuple[tuple[str | int, ...], str, str]] = []
+        meant: set[tuple[str | int, ...]] = set()
         for err in exc.errors():
-            display, fields = _model_fields_at(tp, tuple(err["loc"]))
-            col.add(source, (*prefix, *display), _friendly(err, fields))
+            display, fields, tags = _model_fields_at(tp, tuple(err["loc"]))
+            found.append((display, err["type"], _friendly(err, fields, tags)))
+            if err["type"] == "extra_forbidden" and fields and (close := _suggest(str(display[-1]), fields)):
+                meant.add((*display[:-1], close))
+        # 'maac' for 'mac' is one mistake: the "did you mean" hint already covers the missing 'mac'
+        for display, kind, text in found:
+            if not (kind == "missing" and display in meant):
+                col.add(source, (*prefix, *display), text)
         return None
 
 
@@ -248,8 +283,9 @@ def _check_structure(col: _Collector, inv: RawInventory) -> dict[str, str]:
     kinds: dict[str, str] = {}
     hosts_file = inv.hosts_file or inv.root / "hosts.yml"
     for name, raw in sorted(inv.hosts.items(), key=lambda kv: natural_key(kv[0])):
+        first: tuple[str, ...] = raw.entries[0] if raw.entries else ()
         if not re.match(NAME_RE, name):
-            col.add(hosts_file, (), f"hostname {name!r} must be lower-case letters, digits and '-'")
+            col.add(hosts_file, first, f"hostname {name!r} must be lower-case letters, digits and '-'")
         found: list[str] = []
         for group in raw.groups:
             for g in inv.ancestry(group):
@@ -259,44 +295,76 @@ def _check_structure(col: _Collector, inv: RawInventory) -> dict[str, str]:
         if not found:
             col.add(
                 hosts_file,
-                (),
+                first,
                 f"host {name!r} is in none of the groups {', '.join(KIND_GROUPS.values())}",
             )
             continue
         if len(found) > 1:
             groups = " and ".join(GROUP_OF_KIND[k] for k in found)
-            col.add(hosts_file, (), f"duplicate hostname {name!r}: it is in both {groups}")
+            last: tuple[str, ...] = raw.entries[-1] if raw.entries else ()
+            col.add(hosts_file, last, f"duplicate hostname {name!r}: it is in both {groups}")
             continue
         kinds[name] = found[0]
     return kinds
 
 
-def _check_unknown_vars(col: _Collector, inv: RawInventory, kinds: dict[str, str]) -> None:
+def _check_unknown_vars(col: _Collector, inv: RawInventory, kinds: dict[str, str]) -> set[str]:
+    """Report variables the model does not know; return the hosts with a misspelt kind variable
+    ('sever:'), whose missing kind variable needs no second message."""
     known = [*POP_VARS, *KIND_GROUPS]
+    misspelt: set[str] = set()
     for group, variables in inv.group_vars.items():
         for key, sourced in variables.items():
             if group == "all" and key in POP_VARS:
                 continue
             if key in POP_VARS:
-                col.add(sourced.source, (key,), f"{key!r} belongs in group_vars/all, not in the vars of {group!r}")
+                col.add(
+                    sourced.source,
+                    (*sourced.keys, key),
+                    f"{key!r} belongs in group_vars/all, not in the vars of {group!r}",
+                )
                 continue
             kind = KIND_OF_GROUP.get(group)
             if not _allowed_host_var(key, kind):
-                col.add(sourced.source, (key,), _unknown_var_message(key, known))
+                col.add(sourced.source, (*sourced.keys, key), _unknown_var_message(key, known))
     for host, raw in inv.hosts.items():
         kind = kinds.get(host)
         for key, sourced in [*raw.inline_vars.items(), *raw.host_vars.items()]:
+            keys = (*sourced.keys, key)
             if key in POP_VARS:
-                col.add(sourced.source, (key,), f"{key!r} is PoP-wide; it belongs in group_vars/all")
-            elif key in KIND_GROUPS and key != kind:
-                col.add(
-                    sourced.source,
-                    (key,),
-                    f"host {host!r} is in group {GROUP_OF_KIND.get(kind or '', 'none')!r}, so it takes "
-                    f"{kind!r}, not {key!r}",
-                )
+                col.add(sourced.source, keys, f"{key!r} is PoP-wide; it belongs in group_vars/all")
+            elif key in KIND_GROUPS:
+                if kind is not None and key != kind:  # no kind: its group membership is reported already
+                    col.add(
+                        sourced.source,
+                        keys,
+                        f"host {host!r} is in group {GROUP_OF_KIND[kind]!r}, so it takes {kind!r}, not {key!r}",
+                    )
             elif not _allowed_host_var(key, kind):
-                col.add(sourced.source, (key,), _unknown_var_message(key, known))
+                col.add(sourced.source, keys, _unknown_var_message(key, known))
+                if kind is not None and difflib.get_close_matches(key, [kind], n=1, cutoff=0.6):
+                    misspelt.add(host)
+    return misspelt
+
+
+def _check_vault_vars(col: _Collector, inv: RawInventory) -> None:
+    """A `vault_*` variable is where a secret lives, so it must be ciphertext, not plaintext.
+    (Whole-file vaults are not parsed at all, so their variables never get here.)"""
+    sourced_vars = [*(s for gv in inv.group_vars.values() for s in gv.items())]
+    for raw in inv.hosts.values():
+        sourced_vars += [*raw.inline_vars.items(), *raw.host_vars.items()]
+    for key, sourced in sourced_vars:
+        if not key.startswith("vault_"):
+            continue
+        value = sourced.value
+        if isinstance(value, VaultText) and value.lstrip().startswith(VAULT_HEADER):
+            continue
+        got = "a !vault value without the $ANSIBLE_VAULT; header" if isinstance(value, VaultText) else "plaintext"
+        col.add(
+            sourced.source,
+            (*sourced.keys, key),
+            f"vault_* variables hold secrets: expected ansible-vault ciphertext (!vault), got {got}",
+        )
 
 
 # --- cross checks ------------------------------------------------------------------------------
@@ -827,7 +895,7 @@ def validate_inventory(root: Path) -> Report:
             if var == "pop":
                 gv = root / "group_vars" / "all"
                 col.add(gv if gv.exists() else root / "group_vars", (), "the PoP-wide variable 'pop' is missing")
-            values[var] = []
+            values[var] = None if var == "pop" else []
             continue
         sources[var] = sourced.source
         checked.append((var, sourced))

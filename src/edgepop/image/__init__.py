@@ -10,6 +10,7 @@ from edgepop.image.build import (
     default_tag,
     import_container_image,
 )
+from edgepop.image.container import podman_run_argv
 from edgepop.image.packages import FLAVOURS, Flavour, package_list
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "default_tag",
     "import_container_image",
     "package_list",
+    "podman_run_argv",
 ]

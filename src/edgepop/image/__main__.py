@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"# {group.name}: {group.why}")
             print(" ".join(group.packages))
         return 0
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
         tarball = build_rootfs(flavour, args.cache)
         print(f"tarball: {tarball}")

@@ -1,7 +1,7 @@
 """Build the edgepop Debian rootfs with mmdebstrap and import it into podman.
 
 No registry pulls are possible (or wanted) where a PoP is brought up, so the image is built from the
-Debian archive with mmdebstrap, from the same mirror the host's apt uses. A build takes about a minute,
+Debian archive with mmdebstrap, from the same mirror the host's apt uses. A build takes 30-60 s,
 so its result is cached: the tarball is named by a hash of every input that shapes its content (the
 package list, the flavour, the hook text, the apt sources and a format version), and an existing
 tarball with that name is reused. The podman tag carries the same hash, so a changed input can never
@@ -21,6 +21,8 @@ import json
 import logging
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -54,10 +56,15 @@ DPKG_OPTS: Final[tuple[str, ...]] = (
     "path-include=/usr/share/doc/*/copyright",
 )
 
-_TARBALL_RE: Final = re.compile(r"^edgepop-(?P<flavour>[a-z]+)-(?P<suite>[a-z]+)-(?P<digest>[0-9a-f]+)\.tar\.zst$")
+_TARBALL_RE: Final = re.compile(r"^edgepop-[a-z]+-[a-z]+-(?P<digest>[0-9a-f]+)\.tar\.zst$")
 _STDERR_TAIL_LINES: Final = 20
 _BUILD_TIMEOUT_S: Final = 1800.0
 _PODMAN_TIMEOUT_S: Final = 300.0
+
+
+def _display(argv: Sequence[str], limit: int = 80) -> str:
+    """A shell-quoted argv for messages, with long arguments (the hook script) cut short."""
+    return shlex.join(arg if len(arg) <= limit else arg[:limit] + "..." for arg in argv)
 
 
 class ImageBuildError(RuntimeError):
@@ -68,15 +75,18 @@ class ImageBuildError(RuntimeError):
         self.returncode = returncode
         self.stderr_tail = "\n".join(stderr.strip().splitlines()[-_STDERR_TAIL_LINES:])
         what = reason or f"exited with {returncode}"
-        message = f"{self.argv[0]} {what}: {' '.join(self.argv)}"
+        message = f"{self.argv[0]} {what}\n  command: {_display(self.argv)}"
         if self.stderr_tail:
             message += "\n" + self.stderr_tail
         super().__init__(message)
 
 
-def _run(argv: Sequence[str], *, timeout: float, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+_Completed = subprocess.CompletedProcess[str]
+
+
+def _run(argv: Sequence[str], *, timeout: float, ok_codes: tuple[int, ...] = (0,)) -> _Completed:
     """Run argv without a shell; raise `ImageBuildError` unless it exits with one of `ok_codes`."""
-    log.debug("running %s", " ".join(argv))
+    log.debug("running %s", _display(argv))
     try:
         proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError as exc:
@@ -87,6 +97,21 @@ def _run(argv: Sequence[str], *, timeout: float, ok_codes: tuple[int, ...] = (0,
     if proc.returncode not in ok_codes:
         raise ImageBuildError(argv, proc.returncode, proc.stderr)
     return proc
+
+
+BUILD_TOOLS: Final[dict[str, str]] = {
+    "mmdebstrap": "mmdebstrap",
+    # mmdebstrap compresses a .tar.zst through the host's zstd; it is not one of its dependencies.
+    "zstd": "zstd",
+}
+
+
+def _require_tools(tools: dict[str, str]) -> None:
+    """Fail before a long build, naming the Debian packages to install, rather than mid-way."""
+    missing = {tool: package for tool, package in tools.items() if shutil.which(tool) is None}
+    if missing:
+        packages = " ".join(sorted(set(missing.values())))
+        raise ImageBuildError(sorted(missing), None, "", f"not installed: apt-get install -y {packages}")
 
 
 # --- apt sources -------------------------------------------------------------------------------------
@@ -255,13 +280,14 @@ def build_rootfs(flavour: Flavour, cache_dir: Path, *, sources: Sequence[str] | 
     if tarball.is_file():
         log.info("cached: %s", tarball)
         return tarball
-    with _locked(cache_dir / f".{tarball.name}.lock"):
+    _require_tools(BUILD_TOOLS)
+    with _locked(cache_dir / ".build.lock"):
         if tarball.is_file():  # another process built it while we waited for the lock
             log.info("cached: %s", tarball)
             return tarball
         partial = cache_dir / f".{tarball.name}.partial-{os.getpid()}{TARBALL_SUFFIX}"
         log.info(
-            "building %s image (%d packages) with mmdebstrap; this takes about a minute",
+            "building %s image (%d packages) with mmdebstrap; this takes 30-60 s",
             flavour,
             len(inputs.packages),
         )

@@ -45,8 +45,14 @@ chroot "$root" systemctl enable edgepop-ssh-hostkeys.service
 # Ansible and operators log in as root with a key; give root a real shell explicitly.
 chroot "$root" usermod --shell /bin/bash root
 
-# The image lives in RAM on every server: no hostname of the build host, no docs, no caches.
+# The hostname and resolver come from where the box runs (podman, DHCP, a role), never from the
+# build host: mmdebstrap copies the host's resolv.conf in, and its resolver is no PoP's resolver.
 : > "$root/etc/hostname"
+rm -f "$root/etc/resolv.conf"
+: > "$root/etc/resolv.conf"
+chmod 0644 "$root/etc/hostname" "$root/etc/resolv.conf"
+
+# The image lives in RAM on every server: no docs, no caches, no build logs.
 rm -rf "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/lintian/*
 find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
 rm -rf "$root"/var/cache/apt/*.bin "$root"/var/cache/debconf/*-old "$root"/var/log/*.log

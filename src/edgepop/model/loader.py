@@ -82,6 +82,10 @@ def load_yaml_text(text: str) -> Any:
         line = mark.line + 1 if mark is not None else None
         col = f", column {mark.column + 1}" if mark is not None else ""
         what = exc.problem or exc.context or "syntax error"
+        start = exc.context_mark
+        if exc.problem and exc.context and start is not None and start.line + 1 != line:
+            # the problem is often found far from its cause (an unclosed bracket): name both ends
+            what += f" ({exc.context} that starts at line {start.line + 1})"
         raise YamlProblem(f"YAML syntax error{col}: {what}", line) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"YAML error: {exc}", None) from None
@@ -89,10 +93,12 @@ def load_yaml_text(text: str) -> Any:
 
 @dataclass
 class Sourced:
-    """A top-level variable and the file it came from."""
+    """A top-level variable and the file it came from. `keys` is where the mapping that holds it
+    sits inside that file: empty for a vars file, e.g. all.children.servers.vars for hosts.yml."""
 
     value: Any
     source: Path
+    keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -107,6 +113,7 @@ class LoadError:
 class RawHost:
     name: str
     groups: list[str] = field(default_factory=list)
+    entries: list[tuple[str, ...]] = field(default_factory=list)  # key paths of its listings in hosts.yml
     inline_vars: dict[str, Sourced] = field(default_factory=dict)
     host_vars: dict[str, Sourced] = field(default_factory=dict)
 
@@ -122,6 +129,7 @@ class RawInventory:
     encrypted_files: list[Path] = field(default_factory=list)
     errors: list[LoadError] = field(default_factory=list)
     hosts_file: Path | None = None
+    hosts_read: bool = False  # False: hosts.yml is missing or unreadable, so hosts and groups are unknown
 
     def ancestry(self, group: str) -> list[str]:
         """The group and all its parents, most specific first, `all` last."""
@@ -218,9 +226,11 @@ def _walk_group(inv: RawInventory, path: Path, name: str, body: Any, parent: str
     if not isinstance(hosts, dict):
         inv.errors.append(LoadError(path, None, f"{trail}.hosts", "expected a mapping of hostname -> vars"))
         hosts = {}
+    keys = tuple(trail.split("."))
     for host, hvars in hosts.items():
         host = str(host)
         raw = inv.hosts.setdefault(host, RawHost(host))
+        raw.entries.append((*keys, "hosts", host))
         if name not in raw.groups:
             raw.groups.append(name)
         if hvars is None:
@@ -229,13 +239,13 @@ def _walk_group(inv: RawInventory, path: Path, name: str, body: Any, parent: str
             inv.errors.append(LoadError(path, None, f"{trail}.hosts.{host}", "expected a mapping of variables"))
             continue
         for key, value in hvars.items():
-            raw.inline_vars[str(key)] = Sourced(value, path)
+            raw.inline_vars[str(key)] = Sourced(value, path, (*keys, "hosts", host))
     gvars = body.get("vars")
     if gvars:
         if isinstance(gvars, dict):
             target = inv.group_vars.setdefault(name, {})
             for key, value in gvars.items():
-                target[str(key)] = Sourced(value, path)
+                target[str(key)] = Sourced(value, path, (*keys, "vars"))
         else:
             inv.errors.append(LoadError(path, None, f"{trail}.vars", "expected a mapping of variables"))
     children = body.get("children") or {}
@@ -261,13 +271,19 @@ def load_inventory(root: Path) -> RawInventory:
         data = load_yaml_text(hosts_file.read_text(encoding="utf-8"))
     except YamlProblem as exc:
         inv.errors.append(LoadError(hosts_file, exc.line, "", exc.message))
-        return inv
-    if not isinstance(data, dict) or set(data) != {"all"}:
-        inv.errors.append(LoadError(hosts_file, 1, "", "expected a single top-level group 'all'"))
+        data = None
+    else:
+        if not isinstance(data, dict) or set(data) != {"all"}:
+            inv.errors.append(LoadError(hosts_file, 1, "", "expected a single top-level group 'all'"))
+            data = None
+    gv_base = root / "group_vars"
+    if data is None:
+        # without the host list only the PoP-wide variables can still be read and checked
+        inv.group_vars["all"] = _collect_vars(inv, gv_base, "all")
         return inv
     _walk_group(inv, hosts_file, "all", data["all"], None, "all")
+    inv.hosts_read = True
 
-    gv_base = root / "group_vars"
     groups = {"all", *inv.group_parents}
     for group in sorted(groups):
         found = _collect_vars(inv, gv_base, group)

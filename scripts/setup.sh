@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything `make demo` and `make test` need on a fresh Debian 12 machine:
+# Debian packages (only the missing ones), the Python virtualenv with pinned dependencies, the
+# project itself (editable) and the Ansible collections. A second run finishes in about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  bird2            # BIRD 2: syntax checks of rendered configs, lab routers/servers
+  openssh-client   # Ansible's transport to the lab hosts
+  git
+)
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+
+log() { printf '[setup] %s\n' "$*"; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]} (run as root, or install them)"; exit 1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# bird2 starts a system-wide daemon on install; the project runs its own instances only.
+if systemctl is-enabled bird.service >/dev/null 2>&1; then
+  systemctl disable --now bird.service >/dev/null 2>&1 || true
+fi
+
+stamp="$VENV/.edgepop-deps"
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing pinned Python dependencies (requirements.txt)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/python" -c "import edgepop, ansible, napalm, ruamel.yaml" 
+  echo "$want" > "$stamp"
+fi
+if [ -x scripts/fetch-collections.sh ]; then
+  PATH="$PWD/$VENV/bin:$PATH" scripts/fetch-collections.sh
+fi
+log "ready"
