@@ -15,10 +15,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgepop.model.pop import PopModel
-from edgepop.model.schema import Bond, Nic, Router, Server, Switch, natural_key
+from edgepop.model.schema import Bond, Nic, Provider, Router, Server, Switch, natural_key
 from edgepop.model.secrets import vault_reference
 
 StructuredConfig = dict[str, Any]
+
+# Kernel settings per kind of box; the base role installs them and the lab starts containers with
+# them (a container's /proc/sys is read-only).
+ROUTER_SYSCTL: dict[str, str] = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+    # hash flows on addresses and ports, so servers of equal weight share traffic per flow (ECMP)
+    "net.ipv4.fib_multipath_hash_policy": "1",
+    "net.ipv6.fib_multipath_hash_policy": "1",
+}
+SERVER_SYSCTL: dict[str, str] = {
+    # the anycast addresses sit on lo: never answer ARP for them on the LAN ports
+    "net.ipv4.conf.all.arp_ignore": "1",
+    "net.ipv4.conf.all.arp_announce": "2",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,18 @@ def _split(prefixes: list[str]) -> tuple[list[str], list[str]]:
     return v4, v6
 
 
+def _by_address(prefixes: list[str]) -> list[str]:
+    return sorted(set(prefixes), key=lambda p: ipaddress.ip_network(p))
+
+
+def static_protocol(service: str, family: str) -> str:
+    """BIRD protocol that carries one service's routes of one family on a server.
+
+    The template and healthd (`disable static_http_v4`) both need this name: it is made here only.
+    """
+    return f"static_{service.replace('-', '_')}_{family}"
+
+
 # --- servers -----------------------------------------------------------------------------------
 
 
@@ -64,7 +95,7 @@ def router_lan(rt: Router) -> tuple[str | None, str | None, str]:
     return _ip(itf.address_v4), _ip(itf.address_v6), itf.name
 
 
-def _server_interfaces(srv: Server) -> dict[str, Any]:
+def _server_interfaces(model: PopModel, srv: Server) -> dict[str, Any]:
     def nic(n: Nic) -> dict[str, Any]:
         return {
             "name": n.name,
@@ -91,11 +122,29 @@ def _server_interfaces(srv: Server) -> dict[str, Any]:
             "address_v6": b.address_v6,
         }
 
-    return {"nics": [nic(n) for n in srv.nics], "bonds": [bond(b) for b in srv.bonds]}
+    own_v4, own_v6 = _server_prefixes(model, srv)
+    lans = [router_lan(rt) for rt in model.routers.values()]
+    return {
+        "nics": [nic(n) for n in srv.nics],
+        "bonds": [bond(b) for b in srv.bonds],
+        # the anycast service addresses live on lo; BGP only announces them
+        "loopback": [*own_v4, *own_v6],
+        # replies leave through the PoP routers, over the external network (ECMP over all of them)
+        "gateways_v4": [gw for gw, _, _ in lans if gw],
+        "gateways_v6": [gw for _, gw, _ in lans if gw],
+    }
+
+
+def _server_prefixes(model: PopModel, srv: Server) -> tuple[list[str], list[str]]:
+    """Every host route this server announces, per family, in address order."""
+    own: list[str] = [p for name in srv.services for p in model.service(name).prefixes]
+    v4, v6 = _split(own)
+    return _by_address(v4), _by_address(v6)
 
 
 def _server_bgp(model: PopModel, host: str, srv: Server) -> dict[str, Any]:
     v4, v6 = server_external_addresses(srv)
+    export_v4, export_v6 = _server_prefixes(model, srv)
     neighbors = []
     for rname, rt in model.routers.items():
         r4, r6, _ = router_lan(rt)
@@ -107,6 +156,10 @@ def _server_bgp(model: PopModel, host: str, srv: Server) -> dict[str, Any]:
         "source_v4": v4,
         "source_v6": v6,
         "peer_asn": model.pop.asn,
+        # the weight travels as MED: the routers prefer the lowest, equal MEDs share (ECMP)
+        "med": srv.anycast_weight,
+        "export_v4": export_v4,
+        "export_v6": export_v6,
         "hold_time": bgp.hold_time,
         "keepalive": bgp.keepalive,
         "bfd": {"interval_ms": bgp.bfd_interval_ms, "multiplier": bgp.bfd_multiplier},
@@ -124,6 +177,8 @@ def _server_services(model: PopModel, srv: Server) -> list[dict[str, Any]]:
                 "name": svc.name,
                 "prefixes_v4": v4,
                 "prefixes_v6": v6,
+                "protocol_v4": static_protocol(svc.name, "v4") if v4 else None,
+                "protocol_v6": static_protocol(svc.name, "v6") if v6 else None,
                 "weight": srv.anycast_weight,
                 "unit": svc.unit,
                 "check": svc.check.model_dump(),
@@ -155,7 +210,7 @@ def derive_server(model: PopModel, host: str) -> StructuredConfig:
         "hostname": host,
         "kind": "server",
         "pop": model.pop.name,
-        "interfaces": _server_interfaces(srv),
+        "interfaces": _server_interfaces(model, srv),
         "bgp": _server_bgp(model, host, srv),
         "services": _server_services(model, srv),
         "irq": _server_irq(srv),
@@ -167,6 +222,7 @@ def derive_server(model: PopModel, host: str) -> StructuredConfig:
             "password": _secret(srv.ipmi.password, f"{host}.server.ipmi.password"),
         },
         "pdu": None if srv.pdu is None else srv.pdu.model_dump(),
+        "sysctl": dict(SERVER_SYSCTL),
     }
 
 
@@ -205,6 +261,37 @@ def _router_servers(model: PopModel) -> dict[str, Any]:
     }
 
 
+def _ttl_security(prov: Provider) -> bool:
+    """GTSM (RFC 5082) toward a provider: only with the provider's agreement, since both ends must
+    send TTL 255. The data model has no per-provider switch for it yet, so it is off everywhere."""
+    return False
+
+
+def _router_gtsm(model: PopModel, host: str) -> dict[str, list[str]]:
+    """Provider addresses whose BGP packets must arrive with TTL (hop limit) 255, per family."""
+    gtsm = [p for p in model.provider_by_router(host) if _ttl_security(p)]
+    return {
+        "v4": [p.address_v4 for p in gtsm if p.address_v4],
+        "v6": [p.address_v6 for p in gtsm if p.address_v6],
+    }
+
+
+def _router_interfaces(model: PopModel, host: str) -> list[dict[str, Any]]:
+    rt = model.routers[host]
+    gtsm = [p for p in model.provider_by_router(host) if _ttl_security(p)]
+    return [
+        {
+            **itf.model_dump(),
+            # the largest Ethernet frame, header included: what Junos calls the interface mtu
+            "l2_mtu": itf.mtu + 14,
+            # whether this interface's input must check the TTL of a provider's BGP packets
+            "gtsm_v4": any(p.port == itf.name and p.address_v4 for p in gtsm),
+            "gtsm_v6": any(p.port == itf.name and p.address_v6 for p in gtsm),
+        }
+        for itf in rt.interfaces
+    ]
+
+
 def _router_providers(model: PopModel, host: str) -> list[dict[str, Any]]:
     rt = model.routers[host]
     out = []
@@ -224,6 +311,7 @@ def _router_providers(model: PopModel, host: str) -> list[dict[str, Any]]:
                 "prefix_limit_v4": prov.prefix_limit.v4,
                 "prefix_limit_v6": prov.prefix_limit.v6,
                 "local_preference": prov.local_preference,
+                "ttl_security": _ttl_security(prov),
             }
         )
     return out
@@ -242,8 +330,10 @@ def derive_router(model: PopModel, host: str) -> StructuredConfig:
         "router_id": rt.router_id or rt.loopback_v4,
         "mgmt_address": rt.mgmt_address,
         "loopback": {"v4": rt.loopback_v4, "v6": rt.loopback_v6},
-        "interfaces": [i.model_dump() for i in rt.interfaces],
+        "interfaces": _router_interfaces(model, host),
         "lan": {"interface": lan_name, "address_v4": lan4, "address_v6": lan6},
+        "sysctl": dict(ROUTER_SYSCTL),
+        "gtsm": _router_gtsm(model, host),
         "bgp": {
             "hold_time": bgp.hold_time,
             "keepalive": bgp.keepalive,
@@ -264,17 +354,56 @@ def _port_channel_id(sw: Switch, first_port: str) -> int:
     return [p.name for p in sw.ports].index(first_port) + 1
 
 
-def derive_switch(model: PopModel, host: str) -> StructuredConfig:
+def _bond_ports(srv: Server, bond: Bond, switch: str) -> list[str]:
+    """The switch ports of `switch` that carry members of `bond`, in natural order."""
+    by_nic = {n.name: n for n in srv.nics}
+    return sorted(
+        (port for m in bond.members if by_nic[m].switch == switch and (port := by_nic[m].switch_port)),
+        key=natural_key,
+    )
+
+
+def _mlag_id(model: PopModel, host: str, srv: Server, bond: Bond) -> int | None:
+    """MLAG interface id of a bond: both switches of the pair must use the same number.
+
+    It is the port-channel number on the pair's first switch (natural order) when the bond has
+    members there; a bond cabled only to the second switch is numbered after every port of the
+    first, so the two ranges never collide. Stable while the port lists only grow at the end.
+    """
+    sw = model.switches[host]
+    if sw.mlag_peer is None or sw.mlag_peer not in model.switches:
+        return None
+    first, second = sorted((host, sw.mlag_peer), key=natural_key)
+    ports = _bond_ports(srv, bond, first)
+    if ports:
+        return _port_channel_id(model.switches[first], ports[0])
+    ports = _bond_ports(srv, bond, second)
+    return len(model.switches[first].ports) + _port_channel_id(model.switches[second], ports[0])
+
+
+def _mgmt_interface_address(model: PopModel, address: str) -> str:
+    """The management address with the management range's prefix length, as an interface takes it."""
+    return f"{address}/{ipaddress.ip_network(model.pop.ranges.management_v4).prefixlen}"
+
+
+def _servers_by_switch(model: PopModel) -> dict[str, list[str]]:
+    """Which servers have a NIC on each switch, so a switch looks only at its own servers."""
+    index: dict[str, list[str]] = {name: [] for name in model.switches}
+    for srv_name, srv in model.servers.items():
+        for sw_name in dict.fromkeys(n.switch for n in srv.nics if n.switch):
+            index.setdefault(sw_name, []).append(srv_name)
+    return index
+
+
+def derive_switch(model: PopModel, host: str, cabled: list[str] | None = None) -> StructuredConfig:
     sw = model.switches[host]
     channels = []
     access = []
-    for srv_name, srv in model.servers.items():
-        by_nic = {n.name: n for n in srv.nics}
+    names = cabled if cabled is not None else list(model.servers)
+    for srv_name in names:
+        srv = model.servers[srv_name]
         for bond in srv.bonds:
-            ports = sorted(
-                (port for m in bond.members if by_nic[m].switch == host and (port := by_nic[m].switch_port)),
-                key=natural_key,
-            )
+            ports = _bond_ports(srv, bond, host)
             if not ports:
                 continue
             channels.append(
@@ -286,6 +415,7 @@ def derive_switch(model: PopModel, host: str) -> StructuredConfig:
                     "vlan": sw.vlans.get(bond.group),
                     "lacp_rate": bond.lacp_rate,
                     "mlag": sw.mlag_peer is not None,
+                    "mlag_id": _mlag_id(model, host, srv, bond),
                 }
             )
         for nic in srv.nics:
@@ -305,14 +435,21 @@ def derive_switch(model: PopModel, host: str) -> StructuredConfig:
         "platform": sw.platform,
         "pop": model.pop.name,
         "mgmt_address": sw.mgmt_address,
+        "mgmt_interface_address": _mgmt_interface_address(model, sw.mgmt_address),
         "loopback_v4": sw.loopback_v4,
+        "router_id": sw.loopback_v4 or sw.mgmt_address,
         "mlag_peer": sw.mlag_peer,
         "vlans": [{"id": vid, "name": name} for name, vid in sorted(sw.vlans.items(), key=lambda kv: kv[1])],
         "ports": [p.model_dump() for p in sw.ports],
         "port_channels": sorted(channels, key=lambda c: c["id"]),
         "access_ports": sorted(access, key=lambda a: natural_key(a["port"])),
         "uplinks": [
-            {**u.model_dump(), "speed": port_by_name[u.port].speed if u.port in port_by_name else None}
+            {
+                **u.model_dump(),
+                "speed": port_by_name[u.port].speed if u.port in port_by_name else None,
+                # a router's LAN port is an access port of the server LAN
+                "vlan": sw.vlans.get("external"),
+            }
             for u in sw.uplinks
         ],
     }
@@ -338,11 +475,12 @@ def derive_control(model: PopModel, host: str) -> StructuredConfig:
 def derive_all(model: PopModel) -> dict[str, StructuredConfig]:
     """Structured config for every device, keyed by hostname in natural order."""
     out: dict[str, StructuredConfig] = {}
+    by_switch = _servers_by_switch(model)
     for host in model.hostnames:
         if host in model.routers:
             out[host] = derive_router(model, host)
         elif host in model.switches:
-            out[host] = derive_switch(model, host)
+            out[host] = derive_switch(model, host, by_switch.get(host, []))
         elif host in model.servers:
             out[host] = derive_server(model, host)
         else:

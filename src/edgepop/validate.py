@@ -6,13 +6,15 @@ path and what was expected. Nothing downstream (render, push) runs on an invento
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from types import UnionType
+from typing import Any, NamedTuple, Union, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -25,8 +27,11 @@ from edgepop.model.schema import (
     NAME_RE,
     AnycastService,
     Control,
+    NearestPop,
+    Pdu,
     Pop,
     Provider,
+    Ranges,
     Router,
     Server,
     Switch,
@@ -105,15 +110,27 @@ def _dotted(keys: Iterable[str | int]) -> str:
 # --- schema errors -----------------------------------------------------------------------------
 
 
-def _model_fields_at(root_type: Any, loc: tuple[Any, ...]) -> tuple[tuple[str | int, ...], set[str] | None, list[str]]:
-    """Walk a pydantic loc through the type tree: the display path (union tags dropped), the
-    field names of the model that holds the last element (for 'did you mean' suggestions) and,
-    when the loc ends on a tagged union, its tags (to say which 'type' values exist)."""
+class _Where(NamedTuple):
+    """Where a pydantic error points, in inventory terms."""
+
+    display: tuple[str | int, ...]  # the key path, union branch labels dropped
+    fields: set[str] | None  # fields of the model holding the last key, for 'did you mean'
+    tags: list[str]  # when the path ends on a tagged union: its 'type' values
+    branch: tuple[tuple[str | int, ...], bool] | None  # plain union passed: (its path, took the model branch)
+
+
+def _model_fields_at(root_type: Any, loc: tuple[Any, ...]) -> _Where:
+    """Walk a pydantic loc through the type tree of the model it came from."""
     display: list[str | int] = []
     current: Any = root_type
     fields: set[str] | None = None
+    branch: tuple[tuple[str | int, ...], bool] | None = None
     for part in loc:
         current = _unwrap(current)
+        not_none = [m for m in _union_members(current) if m is not type(None)]
+        if get_origin(current) in (Union, UnionType) and len(not_none) == 1:
+            # Optional[X]: pydantic puts no label for it into the loc
+            current = not_none[0]
         if isinstance(current, type) and issubclass(current, BaseModel):
             fields = set(current.model_fields)
             display.append(part)
@@ -133,17 +150,19 @@ def _model_fields_at(root_type: Any, loc: tuple[Any, ...]) -> tuple[tuple[str | 
             continue
         members = [m for m in _union_members(current) if isinstance(m, type) and issubclass(m, BaseModel)]
         if members:
-            # a discriminated union puts the tag into the loc; a plain union puts the class name
+            # a discriminated union puts the tag into the loc; a plain union puts the class name,
+            # or a label such as "literal['discover']" for a member that is not a model
             chosen = next((m for m in members if _tag_of(m) == part or m.__name__ == part), None)
-            if chosen is not None:
-                current = chosen
-                continue
+            if _tag_of(members[0]) is None:
+                branch = (tuple(display), chosen is not None)
+            current = chosen
+            continue
         display.append(part)
         current = None
         fields = None
     members = [m for m in _union_members(_unwrap(current)) if isinstance(m, type) and issubclass(m, BaseModel)]
     tags = [t for t in (_tag_of(m) for m in members) if t is not None]
-    return tuple(display), fields, tags
+    return _Where(tuple(display), fields, tags, branch)
 
 
 def _unwrap(tp: Any) -> Any:
@@ -208,8 +227,9 @@ def _friendly(err: Any, fields: set[str] | None, tags: list[str]) -> str:
     text = msg.replace("Input should be", "expected").replace("input should be", "expected")
     if "input" in err:
         text += f", got {_describe_input(value)}"
-    if kind == "string_type" and isinstance(value, int | float):
-        text += " (YAML reads it as a number: quote it)"
+    if kind == "string_type" and isinstance(value, int | float | datetime.date):
+        what = "a boolean" if isinstance(value, bool) else "a date" if isinstance(value, datetime.date) else "a number"
+        text += f" (YAML reads it as {what}: quote it)"
     elif kind in ("int_type", "float_type") and isinstance(value, str) and _is_number(value):
         text += " (a quoted number is a string: remove the quotes)"
     return text
@@ -248,18 +268,44 @@ def _validate_one(col: _Collector, prefix: tuple[str | int, ...], tp: Any, value
     try:
         return _adapter(tp).validate_python(value)
     except ValidationError as exc:
-        found: list[tuple[tuple[str | int, ...], str, str]] = []
-        meant: set[tuple[str | int, ...]] = set()
-        for err in exc.errors():
-            display, fields, tags = _model_fields_at(tp, tuple(err["loc"]))
-            found.append((display, err["type"], _friendly(err, fields, tags)))
-            if err["type"] == "extra_forbidden" and fields and (close := _suggest(str(display[-1]), fields)):
-                meant.add((*display[:-1], close))
+        errors = [(err, _model_fields_at(tp, tuple(err["loc"]))) for err in exc.errors()]
+    meant: set[tuple[str | int, ...]] = set()
+    for err, where in errors:
+        if (
+            err["type"] == "extra_forbidden"
+            and where.fields
+            and (close := _suggest(str(where.display[-1]), where.fields))
+        ):
+            meant.add((*where.display[:-1], close))
+    for display, text in _merge_union_branches(errors):
+        col.add(source, (*prefix, *display), text)
+    for err, where in errors:
+        if where.branch is not None:
+            continue
         # 'maac' for 'mac' is one mistake: the "did you mean" hint already covers the missing 'mac'
-        for display, kind, text in found:
-            if not (kind == "missing" and display in meant):
-                col.add(source, (*prefix, *display), text)
-        return None
+        if not (err["type"] == "missing" and where.display in meant):
+            col.add(source, (*prefix, *where.display), _friendly(err, where.fields, where.tags))
+    return None
+
+
+def _merge_union_branches(errors: list[tuple[Any, _Where]]) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """A value that fits no member of a plain union (`cpu: discover` or a mapping) fails every
+    member. Say what was wrong inside the mapping when a mapping was given, else list the choices."""
+    unions: dict[tuple[str | int, ...], list[tuple[Any, _Where]]] = {}
+    for err, where in errors:
+        if where.branch is not None:
+            unions.setdefault(where.branch[0], []).append((err, where))
+    for path, branch_errors in unions.items():
+        model = [(e, w) for e, w in branch_errors if w.branch and w.branch[1]]
+        scalar = [e for e, w in branch_errors if not (w.branch and w.branch[1])]
+        if model and not any(e["type"] in ("model_type", "model_attributes_type") for e, _ in model):
+            yield from ((w.display, _friendly(e, w.fields, w.tags)) for e, w in model)  # a mapping was given
+            continue
+        choices = [str(e["msg"]).removeprefix("Input should be ") for e in scalar]
+        if model:
+            choices.append("a mapping")
+        given = _describe_input(branch_errors[0][0].get("input"))
+        yield path, f"expected {' or '.join(choices)}, got {given}"
 
 
 # --- structure ---------------------------------------------------------------------------------
@@ -380,11 +426,22 @@ class _Ctx:
     switches: dict[str, Switch]
     servers: dict[str, Server]
     controls: dict[str, Control]
-    sources: dict[str, Path]  # top-level var or host -> file
-    failed: set[str]  # hosts whose own schema failed: references to them are not re-reported
+    sources: dict[str, Sourced]  # top-level var or host -> where its variable is
+    # listed hosts that were not validated (schema failed, no kind variable, unreadable file):
+    # references to them are not re-reported
+    failed: set[str]
+    # PoP-wide list ("providers", "anycast_services", "pdus") -> names of the items that failed their
+    # schema, or None when the whole list could not be read: references to them are not re-reported
+    failed_names: dict[str, set[str] | None]
 
     def err(self, owner: str, keys: tuple[str | int, ...], message: str) -> None:
-        self.col.add(self.sources[owner], keys, message)
+        where = self.sources[owner]
+        self.col.add(where.source, (*where.keys, *keys), message)
+
+    def known(self, var: str, name: str, valid: Iterable[str]) -> bool:
+        """Whether `name` is an item of `var`, counting the items that failed their schema."""
+        failed = self.failed_names.get(var, set())
+        return failed is None or name in failed or name in valid
 
 
 def _net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -440,7 +497,7 @@ def _check_unique_addresses(c: _Ctx) -> None:
         if value is None:
             return
         ip = ipaddress.ip_interface(value).ip
-        where = f"{owner}:{_dotted(keys)}"
+        where = _dotted(keys) if owner in POP_VARS else f"{owner}:{_dotted(keys)}"
         if ip in seen:
             c.err(owner, keys, f"duplicate IP address {ip}: already used by {seen[ip]}")
         else:
@@ -464,6 +521,7 @@ def _check_unique_addresses(c: _Ctx) -> None:
     for name, srv in c.servers.items():
         for i, nic in enumerate(srv.nics):
             claim(nic.address_v4, name, ("server", "nics", i, "address_v4"))
+            claim(nic.address_v6, name, ("server", "nics", i, "address_v6"))
         for i, bond in enumerate(srv.bonds):
             claim(bond.address_v4, name, ("server", "bonds", i, "address_v4"))
             claim(bond.address_v6, name, ("server", "bonds", i, "address_v6"))
@@ -472,8 +530,13 @@ def _check_unique_addresses(c: _Ctx) -> None:
     for i, prov in enumerate(c.providers):
         if prov is None:
             continue
-        claim(prov.address_v4, "providers", ("providers", i, "address_v4"))
-        claim(prov.address_v6, "providers", ("providers", i, "address_v6"))
+        home = c.routers.get(prov.router)
+        link = next((x for x in home.interfaces if x.name == prov.port), None) if home else None
+        for fam, addr in (("v4", prov.address_v4), ("v6", prov.address_v6)):
+            mine = getattr(link, f"address_{fam}") if link else None
+            if addr is not None and mine is not None and ipaddress.ip_interface(mine).ip == ipaddress.ip_address(addr):
+                continue  # the router's own address on that link: _check_providers says so
+            claim(addr, "providers", ("providers", i, f"address_{fam}"))
 
 
 def _check_names(c: _Ctx) -> None:
@@ -481,7 +544,7 @@ def _check_names(c: _Ctx) -> None:
         names = [it.name if it is not None else None for it in items]
         for i, n in enumerate(names):
             if n is not None and n in names[:i]:
-                c.err(var, (var, i, "name"), f"duplicate name {n!r}")
+                c.err(var, (var, i, "name"), f"duplicate name {n!r}: already {var}[{names.index(n)}]")
 
 
 def _check_services(c: _Ctx) -> None:
@@ -568,6 +631,7 @@ def _check_providers(c: _Ctx) -> None:
             continue
         if itf.lan:
             c.err("providers", (*base, "port"), f"{prov.port!r} is the server LAN interface of {prov.router!r}")
+            continue  # its addresses cannot be on that link either; one message is enough
         for fam, addr, mine in (
             ("v4", prov.address_v4, itf.address_v4),
             ("v6", prov.address_v6, itf.address_v6),
@@ -593,18 +657,28 @@ def _check_providers(c: _Ctx) -> None:
 def _check_switches(c: _Ctx) -> dict[tuple[str, str], str]:
     """Validate switch ports and uplinks; return (switch, port) -> what is cabled there."""
     used: dict[tuple[str, str], str] = {}
+    router_ports: dict[tuple[str, str], str] = {
+        (p.router, p.port): f"provider {p.name!r}" for p in c.providers if p is not None
+    }
     for name, sw in c.switches.items():
         if not _in_any(sw.mgmt_address, [c.pop.ranges.management_v4]):
             c.err(name, ("switch", "mgmt_address"), f"{sw.mgmt_address} is outside management_v4")
+        if sw.loopback_v4 is not None and not _in_any(sw.loopback_v4, [c.pop.ranges.loopback_v4]):
+            c.err(
+                name,
+                ("switch", "loopback_v4"),
+                f"{sw.loopback_v4} is outside loopback_v4 {c.pop.ranges.loopback_v4}",
+            )
         names = [p.name for p in sw.ports]
         for i, port in enumerate(sw.ports):
             if port.name in names[:i]:
                 c.err(name, ("switch", "ports", i, "name"), f"duplicate port {port.name!r}")
         if sw.mlag_peer is not None:
             peer = c.switches.get(sw.mlag_peer)
-            if peer is None:
-                c.err(name, ("switch", "mlag_peer"), f"unknown switch {sw.mlag_peer!r}")
-            elif peer.mlag_peer != name:
+            if peer is None and sw.mlag_peer not in c.failed:
+                known = ", ".join(s for s in c.switches if s != name) or "none"
+                c.err(name, ("switch", "mlag_peer"), f"unknown switch {sw.mlag_peer!r} (other switches: {known})")
+            elif peer is not None and peer.mlag_peer != name:
                 c.err(name, ("switch", "mlag_peer"), f"{sw.mlag_peer!r} does not name {name!r} as its mlag_peer")
         for i, up in enumerate(sw.uplinks):
             keys: tuple[str | int, ...] = ("switch", "uplinks", i)
@@ -618,15 +692,26 @@ def _check_switches(c: _Ctx) -> dict[tuple[str, str], str]:
             if rt is None and up.router in c.failed:
                 continue
             if rt is None:
-                c.err(name, (*keys, "router"), f"unknown router {up.router!r}")
+                known = ", ".join(c.routers) or "none"
+                c.err(name, (*keys, "router"), f"unknown router {up.router!r} (routers: {known})")
             elif up.router_port not in [x.name for x in rt.interfaces]:
                 c.err(name, (*keys, "router_port"), f"router {up.router!r} has no interface {up.router_port!r}")
+            elif (up.router, up.router_port) in router_ports:
+                c.err(
+                    name,
+                    (*keys, "router_port"),
+                    f"{up.router}:{up.router_port} is already cabled to {router_ports[(up.router, up.router_port)]}",
+                )
+            else:
+                router_ports[(up.router, up.router_port)] = f"{name}:{up.port}"
     return used
 
 
-def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
+def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> set[str]:
+    """Check every server; return the 'host:nic' whose cabling is already reported as wrong."""
     r = c.pop.ranges
-    svc_names = [s.name for s in c.services if s is not None]
+    svc_names = list(dict.fromkeys(s.name for s in c.services if s is not None))
+    miscabled: set[str] = set()
     macs: dict[str, str] = {}
     outlets: dict[tuple[str, int], str] = {}
     pdus = {p.name: p for p in c.pop.pdus}
@@ -656,28 +741,32 @@ def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
             if nic.switch is None or nic.switch_port is None:
                 continue
             sw = c.switches.get(nic.switch)
+            me = f"{name}:{nic.name}"
             if sw is None and nic.switch in c.failed:
+                miscabled.add(me)
                 continue
             if sw is None:
+                miscabled.add(me)
                 c.err(
                     name,
                     (*keys, "switch"),
-                    f"unknown switch {nic.switch!r} (switches: {', '.join(c.switches)})",
+                    f"unknown switch {nic.switch!r} (switches: {', '.join(c.switches) or 'none'})",
                 )
                 continue
             port = next((p for p in sw.ports if p.name == nic.switch_port), None)
-            me = f"{name}:{nic.name}"
             if port is None:
+                miscabled.add(me)
                 c.err(name, (*keys, "switch_port"), f"switch {nic.switch!r} has no port {nic.switch_port!r}")
                 continue
             if (nic.switch, nic.switch_port) in used:
+                miscabled.add(me)
                 c.err(
                     name,
                     (*keys, "switch_port"),
                     f"{nic.switch}:{nic.switch_port} is already cabled to {used[(nic.switch, nic.switch_port)]}",
                 )
-            else:
-                used[(nic.switch, nic.switch_port)] = me
+                continue  # its speed and peer belong to the NIC that has the port
+            used[(nic.switch, nic.switch_port)] = me
             if port.speed != nic.speed:
                 c.err(
                     name,
@@ -722,8 +811,8 @@ def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
                     )
                 if nic.switch and nic.switch not in switches:
                     switches.append(nic.switch)
-            if len(switches) > 1:
-                pair = len(switches) == 2 and c.switches.get(switches[0]) is not None
+            if len(switches) > 1 and all(s in c.switches for s in switches):  # unknown ones: reported
+                pair = len(switches) == 2
                 pair = pair and c.switches[switches[0]].mlag_peer == switches[1]
                 if not pair:
                     c.err(
@@ -763,7 +852,7 @@ def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
                 f"weight {srv.anycast_weight} is out of range {c.pop.weight_min}-{c.pop.weight_max}",
             )
         for i, svc in enumerate(srv.services):
-            if svc not in svc_names:
+            if not c.known("anycast_services", svc, svc_names):
                 c.err(
                     name,
                     ("server", "services", i),
@@ -784,10 +873,13 @@ def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
             for key in ("external_socket", "internal_socket"):
                 sock = getattr(srv.irq, key)
                 if sock >= srv.cpu.sockets:
+                    given = "irq" in srv.model_fields_set and key in srv.irq.model_fields_set
+                    n = srv.cpu.sockets
                     c.err(
                         name,
                         ("server", "irq", key),
-                        f"socket {sock} does not exist (cpu.sockets is {srv.cpu.sockets})",
+                        f"socket {sock}{'' if given else ' (the default)'} does not exist: cpu.sockets is {n}, "
+                        f"so expected {'0' if n == 1 else f'0 to {n - 1}'}",
                     )
             if srv.cpu.sockets > 1 and srv.irq.external_socket == srv.irq.internal_socket:
                 c.err(
@@ -803,7 +895,9 @@ def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
             )
         if srv.pdu:
             pdu = pdus.get(srv.pdu.pdu)
-            if pdu is None:
+            if pdu is None and c.known("pdus", srv.pdu.pdu, pdus):
+                pass  # the PDU is there but failed its own schema: already reported
+            elif pdu is None:
                 c.err(
                     name,
                     ("server", "pdu", "pdu"),
@@ -820,16 +914,31 @@ def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
                         f"outlet {slot[1]} of {slot[0]} already powers {outlets[slot]}",
                     )
                 outlets[slot] = name
+    return miscabled
 
 
-def _check_switch_port_peers(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
+def _check_switch_port_peers(c: _Ctx, used: dict[tuple[str, str], str], miscabled: set[str]) -> None:
+    """A port's `peer` that no NIC confirms. A mismatch with a NIC that is cabled here is reported on
+    the NIC; peers whose server was not validated, or whose NIC's cabling is wrong, are not re-reported."""
+    cabled = {nic: port for port, nic in used.items()}
     for name, sw in c.switches.items():
         for i, port in enumerate(sw.ports):
-            if port.peer is None:
+            if port.peer is None or (name, port.name) in used or port.peer in miscabled:
                 continue
-            actual = used.get((name, port.name))
-            if actual is None:
-                c.err(name, ("switch", "ports", i, "peer"), f"says {port.peer} is cabled here, but no NIC is")
+            host, nic_name = port.peer.split(":", 1)
+            keys: tuple[str | int, ...] = ("switch", "ports", i, "peer")
+            srv = c.servers.get(host)
+            if srv is None and host in c.failed:
+                continue
+            if srv is None:
+                c.err(name, keys, f"says {port.peer} is cabled here, but there is no server {host!r}")
+            elif port.peer in cabled:
+                at = cabled[port.peer]
+                c.err(name, keys, f"says {port.peer} is cabled here, but {host} cables {nic_name} to {at[0]}:{at[1]}")
+            elif nic_name not in [n.name for n in srv.nics]:
+                c.err(name, keys, f"says {port.peer} is cabled here, but {host} has no NIC {nic_name!r}")
+            else:
+                c.err(name, keys, f"says {port.peer} is cabled here, but {host} does not cable {nic_name} to a switch")
 
 
 def _check_controls(c: _Ctx) -> None:
@@ -858,14 +967,16 @@ def _secret_refs(value: Any, keys: tuple[str | int, ...]) -> Iterable[tuple[tupl
 
 
 def _check_vault_refs(col: _Collector, inv: RawInventory, checked: list[tuple[str, Sourced]]) -> None:
-    if inv.encrypted_files:
-        return  # names inside whole-file vaults cannot be seen without the password
+    if inv.encrypted_files or inv.unreadable_files or not inv.hosts_read:
+        # names inside whole-file vaults cannot be seen without the password, and a vars file that
+        # did not parse may define any name
+        return
     defined = {k for gv in inv.group_vars.values() for k in gv}
     for raw in inv.hosts.values():
         defined.update(raw.host_vars)
         defined.update(raw.inline_vars)
     for name, sourced in checked:
-        for keys, ref in _secret_refs(sourced.value, (name,)):
+        for keys, ref in _secret_refs(sourced.value, (*sourced.keys, name)):
             if ref not in defined:
                 col.add(sourced.source, keys, f"refers to {ref!r}, which no group_vars or host_vars file defines")
 
@@ -881,25 +992,34 @@ def validate_inventory(root: Path) -> Report:
     inv = load_inventory(root)
     for le in inv.errors:
         col.add(le.file, tuple(le.path.split(".")) if le.path else (), le.message, le.line)
-    unreadable = {le.file.stem for le in inv.errors if le.file.parent.name == "host_vars"}
+    if not root.is_dir():
+        return Report(root=root, errors=sorted(col.issues))
+    unreadable = {_var_file_owner(root / "host_vars", f) for f in inv.unreadable_files}
+    broken_groups = {_var_file_owner(root / "group_vars", f) for f in inv.unreadable_files}
     kinds = _check_structure(col, inv)
-    _check_unknown_vars(col, inv, kinds)
+    misspelt = _check_unknown_vars(col, inv, kinds)
+    _check_vault_vars(col, inv)
 
     all_vars = inv.group_vars.get("all", {})
     values: dict[str, Any] = {}
-    sources: dict[str, Path] = {}
+    sources: dict[str, Sourced] = {}
     checked: list[tuple[str, Sourced]] = []
+    failed_names: dict[str, set[str] | None] = {}
     for var, tp in POP_VARS.items():
         sourced = all_vars.get(var)
         if sourced is None:
-            if var == "pop":
+            values[var] = None if var == "pop" else []
+            if "all" in broken_groups:
+                failed_names[var] = None  # it may be in the file that did not parse
+            elif var == "pop":
                 gv = root / "group_vars" / "all"
                 col.add(gv if gv.exists() else root / "group_vars", (), "the PoP-wide variable 'pop' is missing")
-            values[var] = None if var == "pop" else []
             continue
-        sources[var] = sourced.source
+        sources[var] = sourced
         checked.append((var, sourced))
         values[var] = _validate_var(col, var, tp, sourced)
+        if var != "pop":
+            failed_names[var] = _failed_item_names(sourced.value, values[var])
 
     devices: dict[str, dict[str, Any]] = {k: {} for k in KIND_MODELS}
     ansible_hosts: dict[str, str] = {}
@@ -915,31 +1035,35 @@ def validate_inventory(root: Path) -> Report:
             if str(ah.value) in seen_hosts:
                 col.add(
                     ah.source,
-                    ("ansible_host",),
-                    f"duplicate ansible_host {ah.value}: also {seen_hosts[str(ah.value)]}",
+                    (*ah.keys, "ansible_host"),
+                    f"duplicate ansible_host {ah.value}: already used by {seen_hosts[str(ah.value)]}",
                 )
             seen_hosts[str(ah.value)] = host
         sourced = effective.get(kind)
-        if sourced is None and host in unreadable:
-            continue  # its host_vars did not parse; that error is already reported
+        if sourced is None and (host in unreadable or host in misspelt):
+            continue  # its host_vars did not parse, or its kind variable is misspelt: already reported
         if sourced is None:
             hv = root / "host_vars" / f"{host}.yml"
             col.add(hv if hv.exists() else (inv.hosts_file or root), (), f"host {host!r} has no {kind!r} variable")
             continue
-        sources[host] = sourced.source
+        sources[host] = sourced
         checked.append((kind, sourced))
         devices[kind][host] = _validate_var(col, kind, KIND_MODELS[kind], sourced)
 
     _check_vault_refs(col, inv, checked)
 
-    complete = values.get("pop") is not None
     for var in ("providers", "anycast_services"):
         if values.get(var) is None:
             values[var] = []
-    if complete:
+    pop: Pop | None = values["pop"]
+    failed_names["pdus"] = set()
+    if pop is None and "pop" in sources:
+        pop, failed_names["pdus"] = _stand_in_pop(sources["pop"].value)
+    if pop is not None and inv.hosts_read:
+        valid = {h: d for kind_devices in devices.values() for h, d in kind_devices.items() if d is not None}
         ctx = _Ctx(
             col=col,
-            pop=values["pop"],
+            pop=pop,
             providers=values["providers"],
             services=values["anycast_services"],
             routers={h: d for h, d in devices["router"].items() if d is not None},
@@ -947,7 +1071,8 @@ def validate_inventory(root: Path) -> Report:
             servers={h: d for h, d in devices["server"].items() if d is not None},
             controls={h: d for h, d in devices["control"].items() if d is not None},
             sources=sources,
-            failed={h for d in devices.values() for h, v in d.items() if v is None},
+            failed=set(inv.hosts) - set(valid),
+            failed_names=failed_names,
         )
         _check_ranges(ctx)
         _check_unique_addresses(ctx)
@@ -956,12 +1081,12 @@ def validate_inventory(root: Path) -> Report:
         _check_routers(ctx)
         _check_providers(ctx)
         used = _check_switches(ctx)
-        _check_servers(ctx, used)
-        _check_switch_port_peers(ctx, used)
+        miscabled = _check_servers(ctx, used)
+        _check_switch_port_peers(ctx, used, miscabled)
         _check_controls(ctx)
 
     report = Report(root=root, errors=sorted(col.issues))
-    if report.ok and complete:
+    if report.ok and values["pop"] is not None:
         report.model = PopModel(
             root=root,
             pop=values["pop"],
@@ -975,6 +1100,68 @@ def validate_inventory(root: Path) -> Report:
             extra_vars=extra,
         )
     return report
+
+
+def _var_file_owner(base: Path, file: Path) -> str | None:
+    """The host or group a host_vars/group_vars file belongs to (x.yml or any file under x/)."""
+    try:
+        parts = file.relative_to(base).parts
+    except ValueError:
+        return None
+    if not parts:
+        return None
+    return parts[0] if len(parts) > 1 else Path(parts[0]).stem
+
+
+def _failed_item_names(raw: Any, validated: Any) -> set[str]:
+    """Names of the list items that failed their schema (None in `validated`)."""
+    if not isinstance(raw, list) or not isinstance(validated, list):
+        return set()
+    return {
+        str(item["name"])
+        for item, ok in zip(raw, validated, strict=True)
+        if ok is None and isinstance(item, dict) and "name" in item
+    }
+
+
+def _stand_in_pop(raw: Any) -> tuple[Pop | None, set[str]]:
+    """When `pop` fails its schema, a stand-in with the parts the cross-checks read, each kept only
+    if it is valid on its own, so that one mistake in `pop` does not hide every error elsewhere.
+    It is only ever checked against, never rendered. Also returns the names of invalid PDUs."""
+    if not isinstance(raw, dict):
+        return None, set()
+    try:
+        ranges = Ranges.model_validate(raw.get("ranges"))
+    except ValidationError:
+        return None, set()  # every address check needs the ranges
+
+    def items(key: str, model: type[NearestPop] | type[Pdu]) -> tuple[list[Any], set[str]]:
+        good: list[Any] = []
+        bad: set[str] = set()
+        value = raw.get(key)
+        for item in value if isinstance(value, list) else []:
+            try:
+                good.append(model.model_validate(item))
+            except ValidationError:
+                if isinstance(item, dict) and "name" in item:
+                    bad.add(str(item["name"]))
+        return good, bad
+
+    nearest, _ = items("nearest_pops", NearestPop)
+    pdus, bad_pdus = items("pdus", Pdu)
+    name = raw.get("name")
+    low, high = raw.get("weight_min", 1), raw.get("weight_max", 1000)
+    if not (type(low) is int and type(high) is int and 0 <= low <= high <= 65535):
+        low, high = 0, 2**63  # unknown bounds: check no weight against them
+    parts: dict[str, Any] = {
+        "name": name if isinstance(name, str) and re.match(NAME_RE, name) else "",
+        "ranges": ranges,
+        "nearest_pops": nearest,
+        "pdus": pdus,
+        "weight_min": low,
+        "weight_max": high,
+    }
+    return Pop.model_construct(**parts), bad_pdus
 
 
 def load_valid(root: Path) -> PopModel:

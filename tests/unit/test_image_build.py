@@ -202,14 +202,16 @@ def test_podman_run_argv_is_exact() -> None:
         ips=("198.51.100.5", "2001:db8::5"),
         authorized_keys=Path("/tmp/k.pub"),
         labels=("org.edgepop.lab=test",),
+        sysctls=("net.ipv4.ip_forward=1",),
     ) == [
         "podman", "run", "--detach", "--name", "edgepop-test-1", "--hostname", "edgepop-test-1",
         "--runtime", "runc", "--systemd=always",
         "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-        "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+        "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", "--cap-add", "NET_BROADCAST",
         "--network", "labnet", "--ip", "198.51.100.5", "--ip6", "2001:db8::5",
         "--volume", "/tmp/k.pub:/root/.ssh/authorized_keys:ro",
         "--label", "org.edgepop.lab=test",
+        "--sysctl", "net.ipv4.ip_forward=1",
         "localhost/edgepop-base:0123456789ab", "/sbin/init",
     ]  # fmt: skip
     assert podman_run_argv("b", "t")[-4:] == ["--network", "none", "t", "/sbin/init"]

@@ -31,6 +31,10 @@ RUN_FLAGS: Final[tuple[str, ...]] = (
     # ping is setcap cap_net_raw; without the capability its exec fails ("operation not permitted").
     "--cap-add",
     "NET_RAW",
+    # Debian's bird.service drops to the bird user keeping NET_ADMIN, NET_RAW, NET_BIND_SERVICE and
+    # NET_BROADCAST; without the last one its capset fails and BIRD exits at start.
+    "--cap-add",
+    "NET_BROADCAST",
 )
 
 
@@ -42,6 +46,7 @@ def podman_run_argv(
     ips: Sequence[str] = (),
     authorized_keys: Path | None = None,
     labels: Sequence[str] = (),
+    sysctls: Sequence[str] = (),
 ) -> list[str]:
     """`podman run -d` for one lab box booting systemd from `tag`.
 
@@ -58,5 +63,8 @@ def podman_run_argv(
         argv += ["--volume", f"{authorized_keys}:/root/.ssh/authorized_keys:ro"]
     for label in labels:
         argv += ["--label", label]
+    # /proc/sys is read-only inside the container; network sysctls are per namespace and are set here
+    for sysctl in sysctls:
+        argv += ["--sysctl", sysctl]
     argv += [tag, "/sbin/init"]
     return argv

@@ -127,6 +127,7 @@ class RawInventory:
     group_parents: dict[str, list[str]] = field(default_factory=dict)
     group_vars: dict[str, dict[str, Sourced]] = field(default_factory=dict)
     encrypted_files: list[Path] = field(default_factory=list)
+    unreadable_files: list[Path] = field(default_factory=list)  # vars files that are not YAML mappings
     errors: list[LoadError] = field(default_factory=list)
     hosts_file: Path | None = None
     hosts_read: bool = False  # False: hosts.yml is missing or unreadable, so hosts and groups are unknown
@@ -146,17 +147,23 @@ class RawInventory:
         order.append("all")
         return order
 
+    def depth(self, group: str, _seen: tuple[str, ...] = ()) -> int:
+        """Distance from `all` along the longest parent chain, as Ansible counts it."""
+        if group == "all" or group in _seen:
+            return 0
+        parents = self.group_parents.get(group) or ["all"]
+        return 1 + max(self.depth(p, (*_seen, group)) for p in parents)
+
     def effective_vars(self, host: str) -> dict[str, Sourced]:
         """Variables as Ansible would resolve them for one host (replace, not merge)."""
         raw = self.hosts[host]
         merged: dict[str, Sourced] = {}
-        groups: list[str] = []
+        groups: set[str] = set()
         for group in raw.groups:
-            for g in self.ancestry(group):
-                if g not in groups:
-                    groups.append(g)
-        # least specific first, so more specific groups overwrite
-        for group in reversed(groups):
+            groups.update(self.ancestry(group))
+        # Ansible's order: shallow groups first, so deeper (more specific) groups overwrite them;
+        # groups of equal depth in name order, the last name winning
+        for group in sorted(groups, key=lambda g: (self.depth(g), g)):
             merged.update(self.group_vars.get(group, {}))
         merged.update(raw.inline_vars)
         merged.update(raw.host_vars)
@@ -183,11 +190,13 @@ def _read_vars_file(inv: RawInventory, path: Path) -> dict[str, Any] | None:
         data = load_yaml_text(text)
     except YamlProblem as exc:
         inv.errors.append(LoadError(path, exc.line, "", exc.message))
+        inv.unreadable_files.append(path)
         return None
     if data is None:
         return {}
     if not isinstance(data, dict):
         inv.errors.append(LoadError(path, 1, "", f"expected a mapping of variables, got {type(data).__name__}"))
+        inv.unreadable_files.append(path)
         return None
     return data
 
@@ -263,21 +272,21 @@ def load_inventory(root: Path) -> RawInventory:
         inv.errors.append(LoadError(root, None, "", "inventory directory does not exist"))
         return inv
     hosts_file = next((root / f"hosts{s}" for s in YAML_SUFFIXES if (root / f"hosts{s}").is_file()), None)
+    data: Any = None
     if hosts_file is None:
         inv.errors.append(LoadError(root / "hosts.yml", None, "", "missing hosts.yml (the Ansible host list)"))
-        return inv
-    inv.hosts_file = hosts_file
-    try:
-        data = load_yaml_text(hosts_file.read_text(encoding="utf-8"))
-    except YamlProblem as exc:
-        inv.errors.append(LoadError(hosts_file, exc.line, "", exc.message))
-        data = None
     else:
-        if not isinstance(data, dict) or set(data) != {"all"}:
-            inv.errors.append(LoadError(hosts_file, 1, "", "expected a single top-level group 'all'"))
-            data = None
+        inv.hosts_file = hosts_file
+        try:
+            data = load_yaml_text(hosts_file.read_text(encoding="utf-8"))
+        except YamlProblem as exc:
+            inv.errors.append(LoadError(hosts_file, exc.line, "", exc.message))
+        else:
+            if not isinstance(data, dict) or set(data) != {"all"}:
+                inv.errors.append(LoadError(hosts_file, 1, "", "expected a single top-level group 'all'"))
+                data = None
     gv_base = root / "group_vars"
-    if data is None:
+    if hosts_file is None or data is None:
         # without the host list only the PoP-wide variables can still be read and checked
         inv.group_vars["all"] = _collect_vars(inv, gv_base, "all")
         return inv

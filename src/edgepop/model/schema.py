@@ -37,9 +37,9 @@ def _interface(value: str, version: int | None = None) -> str:
     """Accept `address/len` with host bits set (an interface address, not a network)."""
     iface = ipaddress.ip_interface(value)
     if version is not None and iface.version != version:
-        raise ValueError(f"expected an IPv{version} address/prefix-length, got IPv{iface.version}")
+        raise ValueError(f"expected an IPv{version} address/prefix-length, got IPv{iface.version} {value}")
     if "/" not in value:
-        raise ValueError("expected address/prefix-length, e.g. 198.51.100.1/26")
+        raise ValueError(f"expected address/prefix-length, e.g. 198.51.100.1/26, got {value} (no prefix length)")
     if iface.ip == iface.network.network_address and iface.network.prefixlen < iface.max_prefixlen - 1:
         raise ValueError(f"{value} is the network address of {iface.network}, not a host address")
     return str(iface)
@@ -51,14 +51,14 @@ def _network(value: str, version: int | None = None) -> str:
     except ValueError as exc:
         raise ValueError(f"expected a network with no host bits set: {exc}") from None
     if version is not None and net.version != version:
-        raise ValueError(f"expected an IPv{version} network, got IPv{net.version}")
+        raise ValueError(f"expected an IPv{version} network, got IPv{net.version} {value}")
     return str(net)
 
 
 def _address(value: str, version: int | None = None) -> str:
     addr = ipaddress.ip_address(value)
     if version is not None and addr.version != version:
-        raise ValueError(f"expected an IPv{version} address, got IPv{addr.version}")
+        raise ValueError(f"expected an IPv{version} address, got IPv{addr.version} {value}")
     return str(addr)
 
 

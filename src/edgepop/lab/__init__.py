@@ -1,0 +1,1 @@
+"""The lab: a PoP inventory run as podman containers on one machine."""

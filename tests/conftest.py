@@ -1,0 +1,19 @@
+"""Shared fixtures: a private, writable copy of the lab inventory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LAB_INVENTORY = REPO / "inventory" / "lab"
+
+
+@pytest.fixture
+def lab_copy(tmp_path: Path) -> Path:
+    """A copy of inventory/lab that a test may edit freely."""
+    target = tmp_path / "lab"
+    shutil.copytree(LAB_INVENTORY, target)
+    return target

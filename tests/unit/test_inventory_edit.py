@@ -1,0 +1,415 @@
+"""`edgepop inventory ...`: each edit changes exactly what it says, or nothing at all."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgepop.cli import EX_DATAERR, EX_IOERR, EX_OK, EX_USAGE, main
+from edgepop.validate import validate_inventory
+
+NEW_SERVER = [
+    "--mac", "mgmt0=02:00:00:00:05:00", "ext0=02:00:00:00:05:01", "int0=02:00:00:00:05:02",
+    "--address-v4", "mgmt0=203.0.113.15", "ext0=198.51.100.15", "int0=198.51.100.45",
+    "--address-v6", "ext0=2001:db8:0:1::15", "int0=2001:db8:0:2::15",
+    "--switch-port", "ext0=swp10", "int0=swp11", "--new-switch-ports",
+    "--ipmi-address", "203.0.113.25",
+    "--pdu-outlet", "5",
+]  # fmt: skip
+PER_MACHINE = [opt for opt in NEW_SERVER if opt.startswith("--") and opt != "--new-switch-ports"]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def edit(*args: str) -> int:
+    return main(["inventory", *args])
+
+
+def changed_lines(before: str, after: str) -> list[tuple[str, list[str], list[str]]]:
+    """(opcode, old lines, new lines) for every difference between two texts."""
+    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    return [(tag, a[i1:i2], b[j1:j2]) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
+
+
+def entry_of(hosts_text: str, host: str) -> list[str]:
+    """A host's lines in hosts.yml: its name and its ansible_host."""
+    lines = hosts_text.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.strip() == f"{host}:")
+    return lines[at : at + 2]
+
+
+def pad_flow_maps(root: Path) -> None:
+    """Rewrite host_vars the way prettier writes flow mappings: `{ a: 1 }`."""
+    for path in (root / "host_vars").glob("*.yml"):
+        text = re.sub(r"\{([^ {])", r"{ \1", path.read_text())
+        path.write_text(re.sub(r"([^ }])\}", r"\1 }", text))
+
+
+# --- set-weight ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["as-is", "padded-flow-maps"])
+def test_set_weight_changes_exactly_one_line(lab_copy: Path, padded: bool) -> None:
+    if padded:
+        pad_flow_maps(lab_copy)
+    before = snapshot(lab_copy)
+    assert edit("set-weight", str(lab_copy), "srv2", "250") == EX_OK
+    after = snapshot(lab_copy)
+    assert {k for k in before if before[k] != after[k]} == {"host_vars/srv2.yml"}
+    old, new = before["host_vars/srv2.yml"].decode(), after["host_vars/srv2.yml"].decode()
+    assert changed_lines(old, new) == [("replace", ["  anycast_weight: 200\n"], ["  anycast_weight: 250\n"])]
+    assert new.startswith("---\n# Lab server:")
+    assert validate_inventory(lab_copy).ok
+
+
+def test_set_weight_to_the_same_value_changes_nothing(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(lab_copy)
+    assert edit("set-weight", str(lab_copy), "srv1", "100") == EX_OK
+    assert "nothing to change" in capsys.readouterr().out
+    assert snapshot(lab_copy) == before
+
+
+def test_invalid_result_is_refused_with_the_validation_message(
+    lab_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(lab_copy)
+    assert edit("set-weight", str(lab_copy), "srv1", "99999") == EX_DATAERR
+    err = capsys.readouterr().err
+    assert f"{lab_copy}/host_vars/srv1.yml:" in err
+    assert "server.anycast_weight: weight 99999 is out of range 1-1000" in err
+    assert "nothing was changed" in err
+    assert snapshot(lab_copy) == before
+
+
+# --- add-server ---------------------------------------------------------------------------------
+
+
+def expected_srv5(srv4: str) -> str:
+    """srv4's host_vars with every per-machine value replaced, and nothing else."""
+    for old, new in [
+        ("02:00:00:00:04:", "02:00:00:00:05:"),
+        ("203.0.113.14/", "203.0.113.15/"),
+        ("198.51.100.14/", "198.51.100.15/"),
+        ("198.51.100.44/", "198.51.100.45/"),
+        ("2001:db8:0:1::14/", "2001:db8:0:1::15/"),
+        ("2001:db8:0:2::14/", "2001:db8:0:2::15/"),
+        ("switch_port: swp7", "switch_port: swp10"),
+        ("switch_port: swp8", "switch_port: swp11"),
+        ("address: 203.0.113.24", "address: 203.0.113.25"),
+        ("outlet: 4", "outlet: 5"),
+    ]:
+        assert srv4.count(old) >= 1, old
+        srv4 = srv4.replace(old, new)
+    return srv4
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["as-is", "padded-flow-maps"])
+def test_add_server_like_an_existing_one(lab_copy: Path, padded: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    if padded:
+        pad_flow_maps(lab_copy)
+    before = snapshot(lab_copy)
+    assert edit("add-server", str(lab_copy), "srv5", "--like", "srv4", *NEW_SERVER) == EX_OK
+    out = capsys.readouterr().out
+    assert "ansible_host 203.0.113.15: the new address of mgmt0" in out
+    after = snapshot(lab_copy)
+    assert set(after) - set(before) == {"host_vars/srv5.yml"}
+    assert {k for k in before if before[k] != after[k]} == {"hosts.yml", "host_vars/sw1.yml"}
+    assert after["host_vars/srv5.yml"].decode() == expected_srv5(before["host_vars/srv4.yml"].decode())
+
+    hosts = changed_lines(before["hosts.yml"].decode(), after["hosts.yml"].decode())
+    srv5 = [
+        line.replace("srv4", "srv5").replace(".14", ".15") for line in entry_of(before["hosts.yml"].decode(), "srv4")
+    ]
+    assert hosts == [("insert", [], srv5)]
+    assert after["hosts.yml"].decode().index("srv5:") > after["hosts.yml"].decode().index("srv4:")
+    sw1 = changed_lines(before["host_vars/sw1.yml"].decode(), after["host_vars/sw1.yml"].decode())
+    if "{ name" in before["host_vars/sw1.yml"].decode():
+        port = '    - {{ name: swp{}, peer: "srv5:{}" }}\n'
+    else:
+        port = '    - {{name: swp{}, peer: "srv5:{}"}}\n'
+    assert sw1 == [("insert", [], [port.format(10, "ext0"), port.format(11, "int0")])]
+    assert validate_inventory(lab_copy).ok
+
+
+def test_add_server_names_every_missing_value(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(lab_copy)
+    assert edit("add-server", str(lab_copy), "srv5", "--like", "srv4", "--mac", "ext0=02:00:00:00:05:01") == EX_USAGE
+    err = capsys.readouterr().err
+    for missing in [
+        "--mac mgmt0=MAC",
+        "--mac int0=MAC",
+        "--address-v4 mgmt0=ADDRESS",
+        "--address-v4 ext0=ADDRESS",
+        "--address-v6 ext0=ADDRESS",
+        "--address-v4 int0=ADDRESS",
+        "--address-v6 int0=ADDRESS",
+        "--switch-port ext0=PORT",
+        "--switch-port int0=PORT",
+        "--ipmi-address ADDRESS",
+        "--pdu-outlet OUTLET",
+    ]:
+        assert f"missing {missing}" in err
+    assert "--mac ext0" not in err.replace("missing --mac", "")
+    assert snapshot(lab_copy) == before
+
+
+def test_add_server_unknown_switch_port_needs_declaring(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a for a in NEW_SERVER if a != "--new-switch-ports"]
+    before = snapshot(lab_copy)
+    assert edit("add-server", str(lab_copy), "srv5", "--like", "srv4", *args) == EX_USAGE
+    err = capsys.readouterr().err
+    assert "switch 'sw1' has no port 'swp10' (for srv5:ext0)" in err and "--new-switch-ports" in err
+    assert snapshot(lab_copy) == before
+
+
+def test_add_server_reusing_a_port_fails_validation(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a.replace("swp10", "swp7") for a in NEW_SERVER]
+    before = snapshot(lab_copy)
+    assert edit("add-server", str(lab_copy), "srv5", "--like", "srv4", *args) == EX_DATAERR
+    assert "sw1:swp7 is already cabled to srv4:ext0" in capsys.readouterr().err
+    assert snapshot(lab_copy) == before
+
+
+def test_add_server_from_file(lab_copy: Path, tmp_path: Path) -> None:
+    body = tmp_path / "srv5.yml"
+    body.write_text(expected_srv5((lab_copy / "host_vars" / "srv4.yml").read_text()))
+    args = ["--ansible-host", "203.0.113.15", "--weight", "150", "--rack", "r07", "--new-switch-ports"]
+    assert edit("add-server", str(lab_copy), "srv5", "--from", str(body), *args) == EX_OK
+    written = (lab_copy / "host_vars" / "srv5.yml").read_text()
+    assert written == body.read_text().replace("anycast_weight: 300", "anycast_weight: 150") + "  rack: r07\n"
+    assert [line.strip() for line in entry_of((lab_copy / "hosts.yml").read_text(), "srv5")] == [
+        "srv5:",
+        "ansible_host: 203.0.113.15",
+    ]
+    assert validate_inventory(lab_copy).ok
+
+
+def test_add_server_from_a_bare_server_body(lab_copy: Path, tmp_path: Path) -> None:
+    srv4 = yaml.safe_load((lab_copy / "host_vars" / "srv4.yml").read_text())["server"]
+    body = tmp_path / "body.yml"
+    body.write_text(yaml.safe_dump(srv4, sort_keys=False))
+    args = [a for a in NEW_SERVER if a != "--new-switch-ports"]
+    assert edit("add-server", str(lab_copy), "srv5", "--from", str(body), *args, "--new-switch-ports") == EX_OK
+    written = yaml.safe_load((lab_copy / "host_vars" / "srv5.yml").read_text())
+    assert (lab_copy / "host_vars" / "srv5.yml").read_text().startswith("---\nserver:\n")
+    assert [n["mac"] for n in written["server"]["nics"]] == [
+        "02:00:00:00:05:00",
+        "02:00:00:00:05:01",
+        "02:00:00:00:05:02",
+    ]
+    listed = entry_of((lab_copy / "hosts.yml").read_text(), "srv5")
+    assert listed[0].strip() == "srv5:" and "ansible_host" not in listed[1]  # none given, none in the file
+    assert validate_inventory(lab_copy).ok
+
+
+def test_add_server_refuses_an_existing_name(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert edit("add-server", str(lab_copy), "srv3", "--like", "srv4", *NEW_SERVER) == EX_USAGE
+    assert "'srv3' is already in the inventory" in capsys.readouterr().err
+
+
+# --- adopt --------------------------------------------------------------------------------------
+
+
+def test_adopt_assigns_macs_in_the_template_nic_order(lab_copy: Path) -> None:
+    args = [a for a in NEW_SERVER if not a.startswith(("--mac", "mgmt0=02", "ext0=02", "int0=02"))]
+    macs = ["02-00-00-00-05-0A", "02:00:00:00:05:0b", "0200000005ff"]
+    assert edit("adopt", str(lab_copy), "--mac", *macs, "--as", "srv5", *args) == EX_OK
+    text = (lab_copy / "host_vars" / "srv5.yml").read_text()
+    found = re.findall(r'name: (\w+),? *\n? *mac: "([0-9a-f:]+)"', text)
+    assert found == [("mgmt0", "02:00:00:00:05:0a"), ("ext0", "02:00:00:00:05:0b"), ("int0", "02:00:00:00:05:ff")]
+    assert validate_inventory(lab_copy).ok
+
+
+def test_adopt_refuses_a_known_mac_and_touches_nothing(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a for a in NEW_SERVER if not a.startswith(("--mac", "mgmt0=02", "ext0=02", "int0=02"))]
+    before = snapshot(lab_copy)
+    code = edit("adopt", str(lab_copy), "--mac", "02:00:00:00:05:00", "02:00:00:00:03:01", "02:00:00:00:05:02",
+                "--as", "srv5", *args)  # fmt: skip
+    assert code == EX_DATAERR
+    assert "MAC 02:00:00:00:03:01 is already srv3:ext0" in capsys.readouterr().err
+    assert snapshot(lab_copy) == before
+
+
+def test_adopt_with_the_wrong_number_of_macs(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = edit("adopt", str(lab_copy), "--mac", "02:00:00:00:05:00", "--as", "srv5", "--like", "srv4")
+    assert code == EX_USAGE
+    assert "1 MAC(s) given for 3 NIC(s) (mgmt0, ext0, int0)" in capsys.readouterr().err
+
+
+# --- remove-server ------------------------------------------------------------------------------
+
+
+def test_remove_server(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(lab_copy)
+    assert edit("remove-server", str(lab_copy), "srv4") == EX_OK
+    assert "2 switch port peer(s) cleared" in capsys.readouterr().out
+    after = snapshot(lab_copy)
+    assert set(before) - set(after) == {"host_vars/srv4.yml"}
+    assert {k for k in after if before[k] != after[k]} == {"hosts.yml", "host_vars/sw1.yml"}
+    hosts = changed_lines(before["hosts.yml"].decode(), after["hosts.yml"].decode())
+    assert hosts == [("delete", entry_of(before["hosts.yml"].decode(), "srv4"), [])]
+    sw1 = changed_lines(before["host_vars/sw1.yml"].decode(), after["host_vars/sw1.yml"].decode())
+    assert len(sw1) == 1 and sw1[0][0] == "replace"
+    assert [line.replace(" ", "") for line in sw1[0][2]] == ["-{name:swp7}\n", "-{name:swp8}\n"]
+    assert "srv4" not in after["host_vars/sw1.yml"].decode()
+    assert validate_inventory(lab_copy).ok
+
+
+def test_remove_then_add_back_restores_every_byte(lab_copy: Path) -> None:
+    before = snapshot(lab_copy)
+    assert edit("remove-server", str(lab_copy), "srv4") == EX_OK
+    readd = [
+        "--mac", "mgmt0=02:00:00:00:04:00", "ext0=02:00:00:00:04:01", "int0=02:00:00:00:04:02",
+        "--address-v4", "mgmt0=203.0.113.14", "ext0=198.51.100.14", "int0=198.51.100.44",
+        "--address-v6", "ext0=2001:db8:0:1::14", "int0=2001:db8:0:2::14",
+        "--switch-port", "ext0=swp7", "int0=swp8", "--ipmi-address", "203.0.113.24", "--pdu-outlet", "4",
+        "--weight", "300",
+    ]  # fmt: skip
+    assert edit("add-server", str(lab_copy), "srv4", "--like", "srv3", *readd) == EX_OK
+    assert snapshot(lab_copy) == before
+
+
+# --- --check, --diff, exit codes ----------------------------------------------------------------
+
+
+def test_check_writes_nothing(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(lab_copy)
+    assert edit("remove-server", str(lab_copy), "srv2", "--check") == EX_OK
+    out = capsys.readouterr().out
+    assert f"would delete {lab_copy}/host_vars/srv2.yml" in out
+    assert f"would change {lab_copy}/hosts.yml" in out
+    assert "check only: nothing written" in out
+    assert snapshot(lab_copy) == before
+    assert not list(lab_copy.rglob(".*.tmp"))
+
+
+def test_diff_output(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = (lab_copy / "host_vars" / "srv3.yml").read_text().splitlines(keepends=True)
+    at = lines.index("  anycast_weight: 200\n")
+    assert edit("set-weight", str(lab_copy), "srv3", "400", "--diff", "--check") == EX_OK
+    out = capsys.readouterr().out
+    assert out[: out.index("would change")] == (
+        "--- a/host_vars/srv3.yml\n"
+        "+++ b/host_vars/srv3.yml\n"
+        f"@@ -{at - 2},5 +{at - 2},5 @@\n"
+        + "".join(f" {line}" for line in lines[at - 3 : at])
+        + "-  anycast_weight: 200\n"
+        + "+  anycast_weight: 400\n"
+        + "".join(f" {line}" for line in lines[at + 1 :])
+    )
+    assert len(lines) == at + 2  # the hunk above reaches the end of the file
+
+
+def test_diff_of_new_and_deleted_files(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert edit("remove-server", str(lab_copy), "srv1", "--diff", "--check") == EX_OK
+    out = capsys.readouterr().out
+    size = len((lab_copy / "host_vars" / "srv1.yml").read_text().splitlines())
+    assert f"--- a/host_vars/srv1.yml\n+++ /dev/null\n@@ -1,{size} +0,0 @@\n" in out
+    assert '-    - {name: swp1, peer: "srv1:ext0"}' in out.replace("{ ", "{").replace(" }", "}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["set-weight", "{inv}", "srv9", "100"], "unknown host 'srv9' (servers: srv1, srv2, srv3, srv4)"),
+        (["set-weight", "{inv}", "rtr1", "100"], "'rtr1' is not a server"),
+        (["remove-server", "{inv}", "sw1"], "'sw1' is not a server"),
+        (["set-weight", "{inv}/missing", "srv1", "100"], "no such inventory directory"),
+        (["add-server", "{inv}", "srv5", "--like", "srv4", "--mac", "mgmt0=zz"], "is not a MAC address"),
+        (["add-server", "{inv}", "Srv5", "--like", "srv4"], "hostname 'Srv5' must be lower-case"),
+        (["add-server", "{inv}", "srv5", "--like", "rtr1"], "'rtr1' is not a server"),
+        (["add-server", "{inv}", "srv5"], "one of the arguments --like --from is required"),
+        (["add-server", "{inv}", "srv5", "--like", "srv4", "--address-v4", "ext0=2001:db8::5"], "not an IPv4"),
+        (["set-weight", "{inv}", "srv1", "heavy"], "expected a whole number"),
+        (["set-weight", "{inv}"], "the following arguments are required"),
+        (["adopt", "{inv}", "--as", "srv5"], "the following arguments are required: --mac"),
+        (["frob", "{inv}"], "invalid choice: 'frob'"),
+        ([], "usage: edgepop inventory"),
+    ],
+)
+def test_usage_errors_exit_64(
+    lab_copy: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    before = snapshot(lab_copy)
+    try:
+        code = edit(*[a.format(inv=lab_copy) for a in args])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code  # type: ignore[assignment]
+    assert code == EX_USAGE
+    assert message in capsys.readouterr().err
+    assert snapshot(lab_copy) == before
+
+
+def test_write_failure_rolls_back_and_exits_74(
+    lab_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = snapshot(lab_copy)
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def flaky_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        calls.append(str(dst))
+        if len(calls) == 2:  # the second file of the edit
+            raise OSError(28, "No space left on device", str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    assert edit("remove-server", str(lab_copy), "srv4") == EX_IOERR
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "rolled back" in err
+    assert snapshot(lab_copy) == before
+    assert not list(lab_copy.rglob(".*.tmp"))
+
+
+def test_add_then_remove_restores_spare_ports(lab_copy: Path) -> None:
+    """A switch that marks free ports `description: spare` (as fra1's do) keeps doing so."""
+    sw1 = lab_copy / "host_vars" / "sw1.yml"
+    lines = sw1.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if "swp9" in line and "name:" in line) + 1
+    template = next(line for line in lines if "swp1," in line)
+    spare = [
+        template.replace("swp1,", f"swp{n},").replace('peer: "srv1:ext0"', "description: spare") for n in (10, 11, 12)
+    ]
+    sw1.write_text("".join(lines[:at] + spare + lines[at:]))
+    before = snapshot(lab_copy)
+    args = [a for a in NEW_SERVER if a != "--new-switch-ports"]
+    assert edit("add-server", str(lab_copy), "srv5", "--like", "srv4", *args) == EX_OK
+    cabled = sw1.read_text()
+    assert cabled.count("spare") == 1 and "swp10, peer" in cabled.replace("{ ", "{")
+    assert validate_inventory(lab_copy).ok
+    assert edit("remove-server", str(lab_copy), "srv5") == EX_OK
+    assert snapshot(lab_copy) == before
+
+
+FRA1 = Path(__file__).resolve().parents[2] / "inventory" / "examples" / "fra1"
+
+
+def test_bonded_server_round_trip_on_the_fra1_example(tmp_path: Path) -> None:
+    """A production shape: six NICs in two bonds across an MLAG pair, reached on bond0."""
+    inv = tmp_path / "fra1"
+    shutil.copytree(FRA1, inv)
+    before = snapshot(inv)
+    srv = yaml.safe_load((inv / "host_vars" / "fra1-srv12.yml").read_text())["server"]
+    args = ["--mac", *(f"{n['name']}={n['mac']}" for n in srv["nics"])]
+    args += ["--switch-port", *(f"{n['name']}={n['switch']}:{n['switch_port']}" for n in srv["nics"])]
+    for fam in ("v4", "v6"):
+        args += [f"--address-{fam}", *(f"{b['name']}={b[f'address_{fam}']}" for b in srv["bonds"])]
+    args += ["--ipmi-address", srv["ipmi"]["address"], "--pdu-outlet", f"{srv['pdu']['pdu']}:{srv['pdu']['outlet']}"]
+    args += ["--weight", str(srv["anycast_weight"])]
+
+    assert edit("remove-server", str(inv), "fra1-srv12") == EX_OK
+    assert edit("add-server", str(inv), "fra1-srv12", "--like", "fra1-srv11", *args) == EX_OK
+    after = snapshot(inv)
+    assert validate_inventory(inv).ok
+    assert {k for k in before if before[k] != after[k]} <= {"host_vars/fra1-srv12.yml"}
+    assert yaml.safe_load(after["host_vars/fra1-srv12.yml"])["server"]["nics"] == srv["nics"]
