@@ -1,28 +1,97 @@
 #!/usr/bin/env bash
 # `make demo`: the new-PoP job on the embedded lab PoP, stage by stage, with timings.
+#
+#   validate + render offline -> lab up (bare boxes + the lab's internet) -> new_pop.yml ->
+#   verify.yml -> re-run new_pop.yml (must change nothing) -> failover drill -> lab down
+#
+# KEEP=1 leaves the lab running at the end (remove it later with `edgepop lab down`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$PWD/ansible.cfg"
+export ANSIBLE_VAULT_PASSWORD_FILE="$PWD/lab/vault-password"
+export ANSIBLE_NOCOLOR=1   # the logs are filtered and kept; plain text is easier to read back
 INV=inventory/lab
 OUT=out/lab
+LOGS=build/demo
+CLIENT=edgepop-lab1-client
+mkdir -p "$LOGS"
 declare -a STAGES=()
 
-stage() {  # stage NAME COMMAND...
+bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+stage() {  # stage NAME COMMAND...: run one stage, record its wall time
   local name=$1; shift
-  printf '\n\033[1m== %s\033[0m\n' "$name"
+  bold "$name"
   local t0; t0=$(date +%s%N)
   "$@"
   local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-  STAGES+=("$(printf '%-28s %4d.%01d s' "$name" $((ms / 1000)) $((ms % 1000 / 100)))")
+  STAGES+=("$(printf '%-34s %4d.%01d s' "$name" $((ms / 1000)) $((ms % 1000 / 100)))")
+}
+
+cleanup() {
+  local rc=$?
+  if [ "${KEEP:-0}" != 1 ]; then
+    bold "lab down"
+    edgepop lab down "$INV" || true
+  else
+    echo "the lab is still running (KEEP=1); remove it with: .venv/bin/edgepop lab down $INV"
+  fi
+  [ "$rc" -eq 0 ] || echo "demo FAILED (exit $rc); Ansible logs are in $LOGS/"
+  exit "$rc"
+}
+
+playbook() {  # playbook LOGNAME PLAYBOOK [ARGS...]: run it, keep its log, show progress lines
+  local log=$LOGS/$1.log; shift
+  ansible-playbook "$@" > >(tee "$log" | grep --line-buffered -E '^(PLAY|TASK) \[|^(fatal|failed):|ok=|changed=' \
+    | sed -u -E 's/\*+$//') 2>&1
+}
+
+idempotent() {
+  playbook rerun playbooks/new_pop.yml
+  if grep -E 'changed=[1-9]' "$LOGS/rerun.log"; then
+    echo "the second run changed something: not idempotent"; return 1
+  fi
+  echo "second run: 0 changed on every host"
+}
+
+client_requests() {  # client_requests LABEL: 12 flows from the client to the HTTP anycast address
+  echo "$1:"
+  podman exec "$CLIENT" sh -c 'for i in $(seq 1 12); do curl -sS -m 2 --local-port $((42000 + i * 7)) \
+    http://203.0.113.100/ 2>&1; done' | sort | uniq -c | sed 's/^/   /'
+}
+
+drill() {
+  client_requests "before: the preferred server (lowest weight) takes every flow"
+  echo "-- take srv1 (weight 100) out of anycast"
+  local t0; t0=$(date +%s%N)
+  playbook drain-srv1 playbooks/drain.yml -l srv1 >/dev/null
+  echo "   withdrawn and gone from the router in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+  client_requests "during: flows spread over the next servers (srv2 and srv3, weight 200: ECMP)"
+  echo "-- put srv1 back"
+  playbook undrain-srv1 playbooks/drain.yml -l srv1 -e drain__state=undrained >/dev/null
+  client_requests "after: back on srv1"
 }
 
 show_summary() {
   sed -n '/^## Devices/,/^## Cabling/p;/^## Anycast/,$p' "$OUT/summary.md" | grep -v '^## Cabling'
 }
 
+trap cleanup EXIT
 stage "validate inventory" edgepop validate "$INV"
-stage "render device configs" edgepop render "$INV" --out "$OUT"
+stage "render device configs (offline)" edgepop render "$INV" --out "$OUT"
 stage "PoP summary" show_summary
+edgepop lab down "$INV" >/dev/null 2>&1 || true   # a lab left over from an earlier run
+stage "lab up (bare PoP + internet)" edgepop lab up "$INV"
+stage "new_pop.yml (first run)" playbook new_pop playbooks/new_pop.yml
+stage "verify.yml" playbook verify playbooks/verify.yml
+pop_report() {
+  sed -n '/Print the PoP report/,/PLAY RECAP/p' "$LOGS/verify.log" | sed -n "s/^ *- '\{0,1\}\(.*[^']\)'\{0,1\}$/  \1/p"
+}
+bold "PoP report"
+pop_report
+stage "new_pop.yml again (idempotence)" idempotent
+stage "failover drill" drill
 
-printf '\n\033[1m== timings\033[0m\n'
+bold "timings"
 printf '  %s\n' "${STAGES[@]}"

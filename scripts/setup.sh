@@ -6,9 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  bird2            # BIRD 2: syntax checks of rendered configs, lab routers/servers
+  bird2            # BIRD 2: syntax checks of rendered configs (the lab's boxes have their own)
   openssh-client   # Ansible's transport to the lab hosts
   git
+  podman runc uidmap   # the lab's containers (runc: crun fails on this cgroup layout)
+  mmdebstrap zstd      # the project's Debian image, built from Debian packages
+  nftables iproute2    # the lab's forwarding guard, veth cabling and network namespaces
 )
 VENV=.venv
 PYTHON=${PYTHON:-python3}

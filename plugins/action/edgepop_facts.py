@@ -7,7 +7,8 @@ is cached per worker process and inventory, keyed on the files' modification tim
 Secrets stay placeholders (`<vault:EXPR>`) here; `edgepop_render` resolves them only when it writes
 a file, so no plaintext ends up in facts or fact caches.
 
-Options: inventory (directory; default: the host's inventory_dir).
+Options: inventory (directory; default: the host's inventory_dir); host (default: the task's host;
+with `delegate_to: <host>` and `delegate_facts: true`, one task can give every host its fact).
 """
 
 from __future__ import annotations
@@ -57,11 +58,13 @@ class ActionModule(ActionBase):
         del tmp
         task_vars = task_vars or {}
         result = super().run(task_vars=task_vars)
-        _, args = self.validate_argument_spec(argument_spec={"inventory": {"type": "path"}})
+        _, args = self.validate_argument_spec(
+            argument_spec={"inventory": {"type": "path"}, "host": {"type": "str"}}
+        )
         root = args.get("inventory") or task_vars.get("inventory_dir")
         if not root:
             raise AnsibleActionFail("no inventory directory: pass inventory=<directory>")
-        host = task_vars["inventory_hostname"]
+        host = args.get("host") or task_vars["inventory_hostname"]
         configs = derived(Path(self._loader.path_dwim(str(root))))
         if host not in configs:
             raise AnsibleActionFail(f"{host} is not a device of the PoP inventory {root}")

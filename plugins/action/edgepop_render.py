@@ -27,6 +27,14 @@ if _SRC.is_dir() and str(_SRC) not in sys.path:
     sys.path.append(str(_SRC))
 
 SECRET_RE = re.compile(r"<vault:([^>]+)>")
+
+try:  # ansible-core 2.19 renders only strings marked as trusted templates
+    from ansible.template import trust_as_template as _trusted
+except ImportError:  # older ansible-core renders any string
+
+    def _trusted(text: str) -> str:
+        return text
+
 ARGS = {
     "template": {"type": "str", "required": True},
     "dest": {"type": "str", "required": True},
@@ -51,8 +59,8 @@ class ActionModule(ActionBase):
             found = True
             expr = match.group(1)
             templar = self._templar.copy_with_new_env(available_variables=task_vars)
-            value = templar.template("{{ " + expr + " }}")
-            if value is None or str(value).startswith("<vault:"):
+            value = templar.template(_trusted("{{ " + expr + " }}"))
+            if value is None or "{{" in str(value) or str(value).startswith("<vault:"):
                 raise AnsibleActionFail(f"secret {expr} has no value for this host")
             return str(value)
 

@@ -34,6 +34,12 @@ def bird_not_established(text: str) -> list[str]:
     return bgp_not_established(str(text))
 
 
+def bird_protocol_states(text: str) -> dict[str, str]:
+    from edgepop.bird.parse import protocol_states
+
+    return protocol_states(str(text))
+
+
 def kernel_nexthops(route_json: list[dict[str, Any]]) -> list[str]:
     from edgepop.bird.parse import kernel_nexthops as parse
 
@@ -51,6 +57,7 @@ class FilterModule:
         return {
             "edgepop_render": edgepop_render,
             "bird_not_established": bird_not_established,
+            "bird_protocol_states": bird_protocol_states,
             "kernel_nexthops": kernel_nexthops,
             "expected_nexthops": expected_nexthops,
         }

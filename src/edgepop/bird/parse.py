@@ -27,6 +27,11 @@ def protocols(text: str) -> list[dict[str, str]]:
     return rows
 
 
+def protocol_states(text: str) -> dict[str, str]:
+    """Protocol name -> state (up, down, start) from `birdc show protocols`."""
+    return {r["name"]: r["state"] for r in protocols(text)}
+
+
 def bgp_not_established(text: str) -> list[str]:
     """Names of BGP protocols that are not Established (empty when all are)."""
     return [r["name"] for r in protocols(text) if r["proto"] == "BGP" and not r["info"].startswith("Established")]

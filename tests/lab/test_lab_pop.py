@@ -1,0 +1,134 @@
+"""The lab PoP for real: containers, veth cabling, BIRD, the playbooks, and a clean `lab down`.
+
+Needs root, podman, nft and the project's image (built on first use, ~35 s). Each test brings the
+lab up itself and takes it down in `finally`, also when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgepop.lab.runtime import LABEL, Lab, LabError
+from edgepop.validate import load_valid
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = ROOT / "inventory" / "lab"
+CACHE = ROOT / ".cache"
+CLIENT = "edgepop-lab1-client"
+
+if os.geteuid() != 0 or not all(shutil.which(t) for t in ("podman", "nft", "mmdebstrap", "nsenter")):
+    pytest.skip("the lab needs root, podman, nft, nsenter and mmdebstrap", allow_module_level=True)
+
+
+def _out(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def _leftovers() -> dict[str, str]:
+    """Everything the lab could leave behind on this machine, per kind (empty strings: nothing)."""
+    return {
+        "containers": _out("podman", "ps", "-a", "--filter", f"label={LABEL}=lab1", "--format", "{{.Names}}").strip(),
+        "networks": _out("podman", "network", "ls", "--filter", f"label={LABEL}=lab1", "--format", "{{.Name}}").strip(),
+        "nft": _out("nft", "list", "tables").count("edgepop_lab_lab1") * "edgepop_lab_lab1",
+        "host veths": " ".join(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith("ep")),
+    }
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    model = load_valid(INVENTORY)
+    lab = Lab(model, CACHE, log=lambda msg: print(f"[lab] {msg}"))
+    if any(_leftovers().values()):
+        pytest.fail(f"a lab1 lab is already on this machine ({_leftovers()}); run `edgepop lab down` first")
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def _playbook(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(ROOT / "lab" / "vault-password"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible-playbook"), str(ROOT / "playbooks" / name), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+        check=False,
+    )
+
+
+def _served_by(flows: int = 12) -> dict[str, int]:
+    script = (
+        f"for i in $(seq 1 {flows}); do curl -sS -m 2 --local-port $((43000 + i * 7)) "
+        "http://203.0.113.100/ 2>&1; done"
+    )
+    counts: dict[str, int] = {}
+    for line in _out("podman", "exec", CLIENT, "sh", "-c", script).splitlines():
+        counts[line.strip()] = counts.get(line.strip(), 0) + 1
+    return counts
+
+
+def test_up_cables_the_inventory_and_down_leaves_nothing(lab: Lab) -> None:
+    lab.up()
+    states = {node: state for node, _, state in lab.status()}
+    assert states and set(states.values()) == {"running"}, states
+    # cabling as the inventory says, with the inventory's MACs
+    link = _out("podman", "exec", "edgepop-lab1-srv2", "ip", "-br", "link", "show", "ext0")
+    assert "02:00:00:00:02:01" in link
+    assert "swp3" in _out("podman", "exec", "edgepop-lab1-sw1", "ip", "-br", "link")
+    # the lab's internet is up and waiting for the PoP router
+    assert "pop4" in _out("podman", "exec", "edgepop-lab1-transit-a", "birdc", "show", "protocols")
+    lab.down()
+    assert not any(_leftovers().values()), _leftovers()
+    lab.down()  # idempotent
+
+
+def test_down_cleans_up_after_a_failed_up(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> None:
+        raise LabError("injected failure while configuring the providers")
+
+    monkeypatch.setattr(Lab, "_provider", broken)
+    with pytest.raises(LabError, match="injected"):
+        lab.up()
+    assert _leftovers()["containers"], "the failure came after the containers started"
+    lab.down()
+    assert not any(_leftovers().values()), _leftovers()
+
+
+@pytest.mark.slow
+def test_new_pop_converges_verifies_is_idempotent_and_drains(lab: Lab) -> None:
+    lab.up()
+    first = _playbook("new_pop.yml")
+    assert first.returncode == 0, first.stdout[-4000:]
+    assert "from outside: http served by srv1" in first.stdout
+    assert _served_by() == {"http served by srv1": 12}
+
+    again = _playbook("new_pop.yml")
+    assert again.returncode == 0, again.stdout[-4000:]
+    recap = [line for line in again.stdout.splitlines() if " ok=" in line]
+    assert recap and all(" changed=0 " in line for line in recap), "\n".join(recap)
+
+    drained = _playbook("drain.yml", "-l", "srv1")
+    assert drained.returncode == 0, drained.stdout[-4000:]
+    during = _served_by()
+    assert set(during) <= {"http served by srv2", "http served by srv3"}, during
+    assert sum(during.values()) == 12, during
+
+    back = _playbook("drain.yml", "-l", "srv1", "-e", "drain__state=undrained")
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert _served_by() == {"http served by srv1": 12}
