@@ -73,10 +73,8 @@ def _playbook(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _served_by(flows: int = 12) -> dict[str, int]:
-    script = (
-        f"for i in $(seq 1 {flows}); do curl -sS -m 2 --local-port $((43000 + i * 7)) "
-        "http://203.0.113.100/ 2>&1; done"
-    )
+    # each request is a new flow (a new ephemeral source port), so ECMP hashes them independently
+    script = f"for i in $(seq 1 {flows}); do curl -sS -m 2 http://203.0.113.100/ 2>&1 || true; done"
     counts: dict[str, int] = {}
     for line in _out("podman", "exec", CLIENT, "sh", "-c", script).splitlines():
         counts[line.strip()] = counts.get(line.strip(), 0) + 1
