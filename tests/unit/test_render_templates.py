@@ -6,8 +6,8 @@ diff that breaks one fails here with a reason rather than only as "differs".
 
 from __future__ import annotations
 
-import os
 import ipaddress
+import os
 import re
 import shutil
 import subprocess
