@@ -30,8 +30,8 @@ test: setup
 	@echo; echo "=== summary"; $(BIN)/python scripts/test-summary.py $(RESULTS)
 
 lint:
-	@scripts/run-step.sh ruff $(BIN)/ruff check src tests bench plugins scripts
-	@scripts/run-step.sh ruff-format $(BIN)/ruff format --check src tests bench plugins scripts
+	@scripts/run-step.sh ruff $(BIN)/ruff check src tests bench plugins scripts molecule
+	@scripts/run-step.sh ruff-format $(BIN)/ruff format --check src tests bench plugins scripts molecule
 	@scripts/run-step.sh mypy $(BIN)/mypy
 	@scripts/run-step.sh yamllint $(BIN)/yamllint -s .
 	@scripts/run-step.sh ansible-lint $(BIN)/ansible-lint -q

@@ -58,9 +58,7 @@ class ActionModule(ActionBase):
         del tmp
         task_vars = task_vars or {}
         result = super().run(task_vars=task_vars)
-        _, args = self.validate_argument_spec(
-            argument_spec={"inventory": {"type": "path"}, "host": {"type": "str"}}
-        )
+        _, args = self.validate_argument_spec(argument_spec={"inventory": {"type": "path"}, "host": {"type": "str"}})
         root = args.get("inventory") or task_vars.get("inventory_dir")
         if not root:
             raise AnsibleActionFail("no inventory directory: pass inventory=<directory>")

@@ -35,6 +35,7 @@ except ImportError:  # older ansible-core renders any string
     def _trusted(text: str) -> str:
         return text
 
+
 ARGS = {
     "template": {"type": "str", "required": True},
     "dest": {"type": "str", "required": True},

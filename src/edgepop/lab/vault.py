@@ -7,7 +7,9 @@ Python code never imports Ansible.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,17 @@ def password_file() -> Path:
     return Path(os.environ.get("EDGEPOP_VAULT_PASSWORD_FILE", DEFAULT_PASSWORD_FILE))
 
 
+def _ansible_vault() -> str:
+    """ansible-vault of the environment edgepop runs in (its venv), else the one on PATH."""
+    beside = Path(sys.executable).with_name("ansible-vault")
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("ansible-vault")
+    if found is None:
+        raise LabError("ansible-vault is not installed (run `make setup`)")
+    return found
+
+
 def decrypt(ciphertext: str) -> str:
     pw = password_file()
     if not pw.is_file():
@@ -32,7 +45,7 @@ def decrypt(ciphertext: str) -> str:
         path = fh.name
     try:
         proc = subprocess.run(
-            ["ansible-vault", "decrypt", "--vault-password-file", str(pw), "--output", "-", path],
+            [_ansible_vault(), "decrypt", "--vault-password-file", str(pw), "--output", "-", path],
             capture_output=True,
             text=True,
             check=False,
