@@ -161,10 +161,11 @@ def _spec(args: argparse.Namespace) -> ServerSpec:
     return spec
 
 
-def _cmd_add_server(args: argparse.Namespace) -> int:
+def _place(args: argparse.Namespace, command: Callable[..., Plan]) -> int:
+    """add-server and adopt take the same arguments: a new server shaped like a template."""
     return _run(
         args,
-        lambda: add_server(
+        lambda: command(
             Path(args.inventory),
             args.host,
             _spec(args),
@@ -174,21 +175,14 @@ def _cmd_add_server(args: argparse.Namespace) -> int:
             new_switch_ports=args.new_switch_ports,
         ),
     )
+
+
+def _cmd_add_server(args: argparse.Namespace) -> int:
+    return _place(args, add_server)
 
 
 def _cmd_adopt(args: argparse.Namespace) -> int:
-    return _run(
-        args,
-        lambda: adopt(
-            Path(args.inventory),
-            args.host,
-            _spec(args),
-            like=args.like,
-            from_file=Path(args.from_file) if args.from_file else None,
-            ansible_host=args.ansible_host,
-            new_switch_ports=args.new_switch_ports,
-        ),
-    )
+    return _place(args, adopt)
 
 
 def _cmd_set_weight(args: argparse.Namespace) -> int:
