@@ -2,7 +2,9 @@
 # `make demo`: the new-PoP job on the embedded lab PoP, stage by stage, with timings.
 #
 #   validate + render offline -> lab up (bare boxes + the lab's internet) -> new_pop.yml ->
-#   verify.yml -> re-run new_pop.yml (must change nothing) -> failover drill -> lab down
+#   verify.yml -> re-run new_pop.yml (must change nothing) -> failure drill (stop nginx on the
+#   preferred server: healthd withdraws, restarts, re-announces) -> maintenance drill (drain.yml)
+#   -> lab down
 #
 # KEEP=1 leaves the lab running at the end (remove it later with `edgepop lab down`).
 set -euo pipefail
@@ -73,6 +75,21 @@ drill() {
   client_requests "after: back on srv1"
 }
 
+failure_drill() {
+  echo "-- stop nginx on srv1: healthd withdraws http, restarts nginx, announces it again"
+  local t0; t0=$(date +%s%N)
+  podman exec edgepop-lab1-srv1 systemctl stop nginx
+  # one request every 0.1 s for at most 30 s, until the traffic has moved away and come back
+  podman exec "$CLIENT" sh -c 'moved=0; end=$(($(date +%s) + 30)); while [ "$(date +%s)" -lt "$end" ]; do
+      s=$(curl -s -m 0.5 http://203.0.113.100/ | awk "{print \$NF}"); echo "${s:-no answer}"
+      case "$s" in srv2|srv3) moved=1 ;; srv1) [ "$moved" = 1 ] && break ;; esac; sleep 0.1; done' \
+    | uniq -c | sed 's/^/   /' | tee "$LOGS/failure-drill.txt"
+  echo "   back on srv1 $(( ($(date +%s%N) - t0) / 1000000 )) ms after the stop; healthd's log on srv1:"
+  podman exec edgepop-lab1-srv1 journalctl -u edgepop-healthd -n 6 --no-pager -o cat | sed 's/^/     /'
+  grep -qE 'srv2|srv3' "$LOGS/failure-drill.txt" || { echo "traffic never moved to srv2/srv3"; return 1; }
+  tail -n 1 "$LOGS/failure-drill.txt" | grep -q srv1 || { echo "srv1 never came back"; return 1; }
+}
+
 show_summary() {
   sed -n '/^## Devices/,/^## Cabling/p;/^## Anycast/,$p' "$OUT/summary.md" | grep -v '^## Cabling'
 }
@@ -91,7 +108,8 @@ pop_report() {
 bold "PoP report"
 pop_report
 stage "new_pop.yml again (idempotence)" idempotent
-stage "failover drill" drill
+stage "failure drill (healthd)" failure_drill
+stage "maintenance drill (drain)" drill
 
 bold "timings"
 printf '  %s\n' "${STAGES[@]}"

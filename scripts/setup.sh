@@ -12,6 +12,7 @@ APT_PACKAGES=(
   podman runc uidmap   # the lab's containers (runc: crun fails on this cgroup layout)
   mmdebstrap zstd      # the project's Debian image, built from Debian packages
   nftables iproute2    # the lab's forwarding guard, veth cabling and network namespaces
+  busybox              # tiny httpd for the health agent's lab test
 )
 VENV=.venv
 PYTHON=${PYTHON:-python3}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,20 @@ def test_new_pop_converges_verifies_is_idempotent_and_drains(lab: Lab) -> None:
     assert again.returncode == 0, again.stdout[-4000:]
     recap = [line for line in again.stdout.splitlines() if " ok=" in line]
     assert recap and all(" changed=0 " in line for line in recap), "\n".join(recap)
+
+    # a failure: healthd withdraws srv1's http routes, restarts nginx and announces them again
+    subprocess.run(["podman", "exec", "edgepop-lab1-srv1", "systemctl", "stop", "nginx"], check=True)
+    seen: list[str] = []
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        answer = _out("podman", "exec", CLIENT, "curl", "-s", "-m", "1", "http://203.0.113.100/").strip()
+        seen.append(answer.rsplit(" ", 1)[-1] if answer else "no answer")
+        if {"srv2", "srv3"} & set(seen) and seen[-1] == "srv1":
+            break
+        time.sleep(0.2)
+    assert {"srv2", "srv3"} & set(seen), f"traffic never moved off srv1: {seen[-10:]}"
+    assert seen[-1] == "srv1", f"srv1 never came back after healthd restarted nginx: {seen[-10:]}"
+    assert _out("podman", "exec", "edgepop-lab1-srv1", "systemctl", "is-active", "nginx").strip() == "active"
 
     drained = _playbook("drain.yml", "-l", "srv1")
     assert drained.returncode == 0, drained.stdout[-4000:]
