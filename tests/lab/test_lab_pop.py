@@ -139,7 +139,12 @@ def test_new_pop_converges_verifies_is_idempotent_and_drains(lab: Lab) -> None:
     drained = _playbook("drain.yml", "-l", "srv1")
     assert drained.returncode == 0, drained.stdout[-4000:]
     during = _served_by()
-    assert set(during) <= {"http served by srv2", "http served by srv3"}, during
+    journal = _out(
+        "podman", "exec", "edgepop-lab1-srv1", "journalctl", "-u", "edgepop-healthd", "-n", "40", "--no-pager"
+    )
+    assert set(during) <= {"http served by srv2", "http served by srv3"}, f"{during}\n{journal}"
+    status = _out("podman", "exec", "edgepop-lab1-srv1", "curl", "-s", "http://198.51.100.41:9180/status")
+    assert '"drained": true' in status, status  # healthd knows of the drain: it will not undo it
     assert sum(during.values()) == 12, during
 
     back = _playbook("drain.yml", "-l", "srv1", "-e", "drain__state=undrained")

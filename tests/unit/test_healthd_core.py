@@ -144,6 +144,7 @@ class Harness:
         self.store = store or MemoryStore()
         self.peers = FakePeers(peers)
         self.load = 0.0
+        self.drained: frozenset[str] = frozenset()
         self.now = 1000.0
         self.agent = self.new_agent()
 
@@ -160,6 +161,7 @@ class Harness:
             store=self.store,
             probe_factory=self.probe,
             load=lambda: self.load,
+            drains=lambda: self.drained,
         )
 
     def run(self, seconds: float, dt: float = 0.25) -> None:
@@ -361,6 +363,26 @@ def test_safety_keeps_routes_when_most_of_the_pop_fails() -> None:
     ]
 
 
+def test_safety_announces_again_when_the_others_fail_after_it_withdrew() -> None:
+    # peers reported healthy when this server withdrew; then their reports show them failing too:
+    # a shared cause after all, and the PoP must not be left empty by servers that acted at once
+    h = Harness(peers=3)
+    h.peers.reports["http"] = (3, 0)
+    h.run(1)
+    h.healthy["http"] = False
+    h.run(3)
+    assert h.events[:2] == ["disable static_http_v4", "disable static_http_v6"]
+    h.events.clear()
+    h.peers.reports["http"] = (1, 2)
+    h.run(1)
+    assert h.events == ["enable static_http_v4", "enable static_http_v6"]
+    assert h.state("http").held_by_safety
+    assert h.agent.snapshot(h.now)["services"]["http"]["announced"]
+    h.peers.reports["http"] = (3, 0)  # the others recovered: withdrawn again
+    h.run(1)
+    assert h.events[2:4] == ["disable static_http_v4", "disable static_http_v6"]
+
+
 def test_safety_floor_and_a_blind_safety() -> None:
     h = Harness(config(safety={"floor": 2}), peers=3)
     h.peers.reports["http"] = (1, 0)  # only one other server announces: below the floor
@@ -455,3 +477,48 @@ def test_after_a_bird_restart_what_it_wants_up_is_brought_up() -> None:
     h.bird.enabled["static_dns_v4"] = False
     h.run(2)
     assert h.events == []
+
+
+def test_a_drain_withdraws_and_lifting_it_announces_without_fighting_the_agent() -> None:
+    h = Harness()
+    h.run(1)
+    h.drained = frozenset({"http"})
+    h.run(0.5)
+    assert h.events == ["disable static_http_v4", "disable static_http_v6"]  # no restart: it is healthy
+    assert h.agent.snapshot(h.now)["services"]["http"]["drained"]
+    h.run(5)
+    assert len(h.events) == 2, "a drained service stays withdrawn while healthy"
+    h.drained = frozenset()
+    h.run(0.5)
+    assert h.events[2:] == ["enable static_http_v4", "enable static_http_v6"]
+
+
+def test_a_drain_of_a_protocol_already_down_is_taken_over_and_lifted() -> None:
+    # drain.yml disables in BIRD itself too (so it works without the agent); and the agent may have
+    # withdrawn the service for a failure just before: either way the lift must announce it again
+    h = Harness()
+    h.run(1)
+    h.healthy["http"] = False
+    h.run(2)
+    assert h.bird.enabled["static_http_v4"] is False
+    h.bird.enabled["static_dns_v4"] = False  # drain.yml's own `birdc disable`
+    h.drained = frozenset({"all"})
+    h.healthy["http"] = True
+    h.run(5)
+    assert not any(h.bird.enabled.values()), "healthy again, but drained"
+    h.events.clear()
+    h.drained = frozenset()
+    h.run(1.5)
+    assert all(h.bird.enabled.values()), h.events
+
+
+def test_file_drains_reads_words_and_keeps_the_last_answer_on_errors(tmp_path: Any) -> None:
+    from edgepop.agents.healthd.adapters import file_drains
+
+    path = tmp_path / "drain"
+    read = file_drains(str(path))
+    assert read() == frozenset()
+    path.write_text("# drained by drain.yml\nhttp\ndns # and this\n")
+    assert read() == {"http", "dns"}
+    path.unlink()
+    assert read() == frozenset()

@@ -142,6 +142,7 @@ def http_server() -> Iterator[int]:
 
 
 def service(check: dict[str, Any], **extra: Any) -> Any:
+    check = {"interval_s": 2.0, **check}
     data = {**GOOD, "services": [{**GOOD["services"][0], "check": check, **extra}]}
     return parse_config(data, "x.yml").services[0]
 
@@ -248,7 +249,7 @@ def snapshot(health: str = "up", announced: bool = True, load: float = 0.2) -> d
                 "wanted": announced,
                 "announced": announced,
                 "held_by_safety": False,
-                "shed": False,
+                "shed": False, "drained": False,
                 "suppressed": False,
                 "penalty": 0.0,
                 "protocols": {"static_http_v4": announced},
@@ -303,3 +304,15 @@ def test_status_endpoint_and_peer_poller() -> None:
         assert poller.service_counts("http", time.monotonic()) == (0, 1)
     finally:
         server.stop()
+
+
+def test_file_load_reads_the_first_number_and_fails_safe(tmp_path: Path) -> None:
+    from edgepop.agents.healthd.adapters import file_load
+
+    path = tmp_path / "load"
+    read = file_load(str(path))
+    assert read() == 0.0  # missing: not overloaded
+    path.write_text("0.93 busy share\n")
+    assert read() == pytest.approx(0.93)
+    path.write_text("garbage 5\n")
+    assert read() == 0.0

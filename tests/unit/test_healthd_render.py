@@ -47,7 +47,7 @@ def test_lab_server_config_loads_and_follows_the_inventory(lab: dict[str, Any]) 
     assert http.address == "203.0.113.100" and http.unit == "nginx.service"
     assert http.check.type == "http" and http.check.fall == 2 and http.check.interval_s == 1.0
     assert http.restart is not None and http.restart.command == ["systemctl", "restart", "nginx.service"]
-    assert http.fast_interval_s == 0.2
+    assert http.fast_interval_s == 0.05
     assert dns.check.type == "dns" and dns.protocols == ["static_dns_v4", "static_dns_v6"]
     assert cfg.status.listen == "198.51.100.41" and cfg.status.port == 9180
     assert [(p.name, p.url) for p in cfg.peers] == [

@@ -192,10 +192,12 @@ class Provider(Strict):
 
 
 class CheckBase(Strict):
-    interval_s: float = Field(default=2.0, gt=0, le=300, description="seconds between checks")
-    timeout_s: float = Field(default=1.0, gt=0, le=60, description="seconds before one check counts as failed")
+    # Defaults for sub-second failover: a dead service is withdrawn within about interval_s + the
+    # agent's fast recheck (fall - 1 of them), 0.3 s at most; four local checks a second cost nothing.
+    interval_s: float = Field(default=0.25, gt=0, le=300, description="seconds between checks")
+    timeout_s: float = Field(default=0.2, gt=0, le=60, description="seconds before one check counts as failed")
     rise: int = Field(default=3, ge=1, le=100, description="consecutive passes before the service is up")
-    fall: int = Field(default=3, ge=1, le=100, description="consecutive failures before the service is down")
+    fall: int = Field(default=2, ge=1, le=100, description="consecutive failures before the service is down")
 
     @model_validator(mode="after")
     def _timeout(self) -> CheckBase:

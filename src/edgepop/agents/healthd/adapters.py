@@ -168,3 +168,41 @@ class JsonStateStore:
 def system_load() -> float:
     """The 1-minute load average per CPU."""
     return os.getloadavg()[0] / (os.cpu_count() or 1)
+
+
+def file_load(path: str) -> Callable[[], float]:
+    """The load as another program reports it: the first number in `path`. A missing or garbled file
+    reads as 0.0 (not overloaded): shedding must never follow from a reporter that is not there."""
+
+    def read() -> float:
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            return 0.0
+        for word in text.split():
+            try:
+                return float(word)
+            except ValueError:
+                return 0.0
+        return 0.0
+
+    return read
+
+
+def file_drains(path: str) -> Callable[[], frozenset[str]]:
+    """The services an operator drained: the words of `path` (`#` starts a comment). A missing file
+    drains nothing; an unreadable one keeps the last answer, so a bad read never undrains."""
+    last: list[frozenset[str]] = [frozenset()]
+
+    def read() -> frozenset[str]:
+        try:
+            text = Path(path).read_text(errors="replace")
+        except FileNotFoundError:
+            last[0] = frozenset()
+        except OSError:
+            pass
+        else:
+            last[0] = frozenset(w for line in text.splitlines() for w in line.split("#", 1)[0].split())
+        return last[0]
+
+    return read

@@ -156,6 +156,12 @@ class LoadShedding(_Settings):
     low: float = Field(default=0.6, gt=0, description="take shed services back below this load")
     peer_room: float = Field(default=0.7, gt=0, description="a peer below this load has room for more")
     step_s: float = Field(default=30.0, gt=0, description="at most one shed or restore per step")
+    load_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="read the load from this file's first number (e.g. what the proxy writes: its busy "
+        "share) instead of the 1-minute load average per CPU; unreadable counts as not overloaded",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> LoadShedding:
@@ -169,6 +175,12 @@ class HealthdConfig(_Settings):
     bird: BirdSettings = BirdSettings()
     withdraw_on_exit: bool = Field(default=True, description="SIGTERM withdraws every route healthd announced")
     state_file: str = Field(default="/run/edgepop/healthd.json", description="what healthd withdrew, across restarts")
+    drain_file: str = Field(
+        default="/run/edgepop/drain",
+        min_length=1,
+        description="services named here (one per line; `all`: every one) are withdrawn and kept so until "
+        "their line is gone: how `drain.yml` drains a server without fighting the agent",
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     status: StatusSettings = StatusSettings()

@@ -140,6 +140,7 @@ class Agent:
         store: StateStore,
         probe_factory: Callable[[ServiceConfig], Probe],
         load: Callable[[], float] = lambda: 0.0,
+        drains: Callable[[], frozenset[str]] = frozenset,
         log: BoundLogger | None = None,
     ) -> None:
         self.routes = routes
@@ -149,6 +150,8 @@ class Agent:
         self.store = store
         self.probe_factory = probe_factory
         self.load = load
+        self.drains = drains
+        self.drained: frozenset[str] = frozenset()
         self.log = log or get_logger()
         self.config = config
         self.services: dict[str, ServiceState] = {}
@@ -190,6 +193,7 @@ class Agent:
     # --- the round -----------------------------------------------------------------------------
 
     def step(self, now: float) -> None:
+        self._read_drains()
         for name, result in self.runner.completed():
             if name in self.services:
                 self.observe(self.services[name], result, now)
@@ -222,6 +226,22 @@ class Agent:
             if st.health == "down" and st.cfg.restart and st.last_restart is not None:
                 times.append(st.last_restart + st.cfg.restart.retry_s)
         return max(now, min(times))
+
+    def _read_drains(self) -> None:
+        drained = self.drains()
+        if drained == self.drained:
+            return
+        for st in self.services.values():
+            before, after = self._is_drained(st, self.drained), self._is_drained(st, drained)
+            if after and not before:
+                st.log.warning("drained by the operator: withdrawn until the drain is lifted")
+            elif before and not after:
+                st.log.info("drain lifted: announcing again when healthy")
+        self.drained = drained
+
+    @staticmethod
+    def _is_drained(st: ServiceState, drained: frozenset[str]) -> bool:
+        return st.name in drained or "all" in drained
 
     # --- health --------------------------------------------------------------------------------
 
@@ -284,12 +304,19 @@ class Agent:
             st.log.info("service up: announcing its routes", passes=st.passes)
 
     def _down_round(self, st: ServiceState, now: float) -> None:
+        allowed, why = self._safety_allows(st, now)
         if st.held_by_safety:
-            allowed, why = self._safety_allows(st, now)
             if allowed:
                 st.held_by_safety = False
                 st.log.error("PoP-wide safety released: withdrawing the failed service", safety=why)
                 self._withdraw(st, now)
+            return
+        if not allowed:
+            # Servers that fail together decide on reports up to a peer interval old, so several can
+            # withdraw at once before any sees the others fail. Each one judges again every round,
+            # and announces again once too many fail: the PoP is refilled within a peer interval.
+            st.held_by_safety = True
+            st.log.critical("too many servers fail the service: announcing it again despite the failure", reason=why)
             return
         restart = st.cfg.restart
         if (
@@ -368,7 +395,7 @@ class Agent:
 
     def wanted(self, st: ServiceState, now: float) -> bool:
         """Whether the service's routes should be announced now."""
-        if st.shed:
+        if st.shed or self._is_drained(st, self.drained):
             return False
         if st.health == "down":
             return st.held_by_safety
@@ -461,6 +488,11 @@ class Agent:
                     log.info("announced")
                 elif self._once("held", proto):
                     log.warning("disabled by someone else (a drain?): left down until they enable it")
+            elif not want_up and not enabled and proto not in self.withdrawn and self._is_drained(st, self.drained):
+                # disabled by the drain itself (drain.yml also tells BIRD): the agent takes it over,
+                # so it announces the service again once the drain is lifted
+                self.withdrawn.add(proto)
+                self.store.save(self.withdrawn)
             elif want_up and enabled:
                 self._reported.discard(("held", proto))
                 if proto in self.withdrawn:
@@ -507,6 +539,7 @@ class Agent:
                 "announced": all(self.bird_states.get(p, False) for p in st.cfg.protocols),
                 "held_by_safety": st.held_by_safety,
                 "shed": st.shed,
+                "drained": self._is_drained(st, self.drained),
                 "suppressed": st.damper.suppressed(now),
                 "penalty": round(st.damper.penalty(now), 1),
                 "protocols": {p: self.bird_states.get(p) for p in st.cfg.protocols},

@@ -22,6 +22,8 @@ from edgepop.agents.healthd.adapters import (
     JsonStateStore,
     ProcessRestarter,
     ThreadedChecks,
+    file_drains,
+    file_load,
     system_load,
 )
 from edgepop.agents.healthd.checks import make_probe
@@ -62,7 +64,8 @@ class Daemon:
             peers=self.peers,
             store=JsonStateStore(config.state_file),
             probe_factory=make_probe,
-            load=system_load,
+            load=file_load(config.load_shedding.load_file) if config.load_shedding.load_file else system_load,
+            drains=file_drains(config.drain_file),
             log=self.log,
         )
         self.latest: dict[str, Any] = self.agent.snapshot(clock())

@@ -36,6 +36,7 @@ def metrics_text(snap: Snapshot) -> str:
         ("edgepop_healthd_service_announced", "1 while every BIRD protocol of the service is enabled", "gauge"),
         ("edgepop_healthd_service_held_by_safety", "1 while the PoP-wide safety keeps a failed service", "gauge"),
         ("edgepop_healthd_service_shed", "1 while the service is withdrawn to shed load", "gauge"),
+        ("edgepop_healthd_service_drained", "1 while an operator's drain keeps the service withdrawn", "gauge"),
         ("edgepop_healthd_service_suppressed", "1 while flap damping keeps the service withdrawn", "gauge"),
         ("edgepop_healthd_service_penalty", "current flap-damping penalty", "gauge"),
         ("edgepop_healthd_check_duration_seconds", "duration of the last check", "gauge"),
