@@ -156,6 +156,7 @@ def _server_bgp(model: PopModel, host: str, srv: Server) -> dict[str, Any]:
         "source_v4": v4,
         "source_v6": v6,
         "peer_asn": model.pop.asn,
+        "password": _secret(bgp.server_password, "pop.bgp.server_password"),
         # the weight travels as MED: the routers prefer the lowest, equal MEDs share (ECMP)
         "med": srv.anycast_weight,
         "export_v4": export_v4,
@@ -252,6 +253,7 @@ def _router_servers(model: PopModel) -> dict[str, Any]:
         )
     return {
         "peer_asn": model.pop.server_asn,
+        "password": _secret(model.pop.bgp.server_password, "pop.bgp.server_password"),
         "accept_v4": sorted(set(accept_v4), key=lambda p: ipaddress.ip_network(p)),
         "accept_v6": sorted(set(accept_v6), key=lambda p: ipaddress.ip_network(p)),
         # a server may announce at most every service prefix, never more
@@ -317,10 +319,34 @@ def _router_providers(model: PopModel, host: str) -> list[dict[str, Any]]:
     return out
 
 
+def _router_pinning(servers: dict[str, Any]) -> dict[str, Any]:
+    """Connection pinning on a Linux router: a connection to an anycast address stays on the server
+    its first packet went to, so moving the route (a drain, a weight change, a server coming back)
+    moves only new connections. Each server gets a firewall mark and a routing table of its own,
+    numbered from its LAN address: adding a server renumbers no other."""
+    pins = []
+    for nb in servers["neighbors"]:
+        address = nb["address_v4"] or nb["address_v6"]
+        number = 0x10000 + (int(ipaddress.ip_address(address)) & 0xFFFF)
+        while any(pin["mark"] == number for pin in pins):  # a LAN wider than /16
+            number += 0x10000
+        pins.append(
+            {
+                "name": nb["name"],
+                "mark": number,
+                "table": number,
+                "gateway_v4": nb["address_v4"],
+                "gateway_v6": nb["address_v6"],
+            }
+        )
+    return {"anycast_v4": servers["accept_v4"], "anycast_v6": servers["accept_v6"], "servers": pins}
+
+
 def derive_router(model: PopModel, host: str) -> StructuredConfig:
     rt = model.routers[host]
     bgp = model.pop.bgp
     lan4, lan6, lan_name = router_lan(rt)
+    servers = _router_servers(model)
     return {
         "hostname": host,
         "kind": "router",
@@ -341,8 +367,9 @@ def derive_router(model: PopModel, host: str) -> StructuredConfig:
             "announce_v4": list(model.pop.ranges.anycast_v4),
             "announce_v6": list(model.pop.ranges.anycast_v6),
             "providers": _router_providers(model, host),
-            "servers": _router_servers(model),
+            "servers": servers,
         },
+        "pinning": _router_pinning(servers) if rt.platform == "bird" else None,
     }
 
 

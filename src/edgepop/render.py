@@ -73,7 +73,11 @@ def outputs_for(sc: StructuredConfig) -> dict[str, str]:
         return (
             {"junos.conf": "junos/router.conf.j2"}
             if sc["platform"] == "junos"
-            else {"bird.conf": "bird/router.conf.j2"}
+            else {
+                "bird.conf": "bird/router.conf.j2",
+                "network.yml": "networkd/router.yml.j2",
+                "pinning.nft": "nftables/router-pinning.nft.j2",
+            }
         )
     if kind == "switch":
         return {"eos.cfg": "eos/switch.cfg.j2"} if sc["platform"] == "eos" else {"bird.conf": "bird/switch.conf.j2"}

@@ -183,6 +183,7 @@ class Fabric:
         self._cable_router(rtr)
         for name in names:
             self._add_server(name)
+        self._pin_connections(rtr)
         self._start_bird(self.router, rtr)
         for server in self.servers.values():
             self._start_service(server)
@@ -291,6 +292,25 @@ class Fabric:
             if svc["prefixes_v4"]:
                 self.anycast_v4[svc["name"]] = str(ipaddress.ip_interface(svc["prefixes_v4"][0]).ip)
 
+    def _pin_connections(self, rtr: dict[str, Any]) -> None:
+        """The router's connection pinning: the rendered nftables file, and the policy rules and
+        per-server tables systemd-networkd would make from the rendered network files."""
+        assert self.router is not None
+        if not rtr.get("pinning"):
+            return
+        path = self.router.workdir / "pinning.nft"
+        path.write_text(render_device(rtr)["pinning.nft"])
+        self.router.run("nft", "-f", str(path))
+        lan = rtr["lan"]["interface"]
+        for pin in rtr["pinning"]["servers"]:
+            for family, gateway in (("-4", pin["gateway_v4"]), ("-6", pin["gateway_v6"])):
+                if gateway:
+                    table = str(pin["table"])
+                    self.router.run(
+                        "ip", family, "rule", "add", "fwmark", str(pin["mark"]), "table", table, "priority", "100"
+                    )
+                    self.router.run("ip", family, "route", "add", "default", "via", gateway, "dev", lan, "table", table)
+
     # --- daemons -------------------------------------------------------------------------------
 
     def bird_config(self, node: Node, sc: dict[str, Any]) -> str:
@@ -312,12 +332,21 @@ class Fabric:
         self._wait(f"BIRD on {node.name}", lambda: bool(node.protocols()), 10)
 
     def reconfigure_bird(self, name: str, sc: dict[str, Any]) -> str:
-        """Install a new rendered config for `name` (checked with `bird -p`) and `configure` it."""
+        """Install a new rendered config for `name` and `configure` it."""
+        return self.install_bird_config(name, self.bird_config(self.node(name), sc))
+
+    def install_bird_config(self, name: str, text: str) -> str:
+        """Install `text` as the BIRD config of `name` (checked with `bird -p`) and `configure` it."""
         node = self.node(name)
         conf = node.workdir / "bird.conf"
-        conf.write_text(self.bird_config(node, sc))
+        conf.write_text(text)
         _run(["bird", "-p", "-c", str(conf)])
         return node.birdc("configure")
+
+    def start_service(self, name: str) -> None:
+        """Start the HTTP service of a server again (after `kill_service`)."""
+        server = self.servers[name]
+        server.run(*self.httpd_argv(server))
 
     def httpd_argv(self, server: Server) -> list[str]:
         return ["busybox", "httpd", "-p", "80", "-h", str(server.workdir / "www")]

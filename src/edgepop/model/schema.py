@@ -120,6 +120,11 @@ class Bgp(Strict):
     bfd_multiplier: int = Field(default=3, ge=1, le=255, description="BFD detection multiplier")
     hold_time: int = Field(default=9, ge=3, le=65535, description="BGP hold time in seconds")
     keepalive: int = Field(default=3, ge=1, le=21845, description="BGP keepalive in seconds")
+    server_password: Secret | None = Field(
+        default=None,
+        description="TCP-MD5 password of every session between the servers and the routers (ansible-vault); "
+        "none: no password",
+    )
 
     @model_validator(mode="after")
     def _timers(self) -> Bgp:
