@@ -324,7 +324,7 @@ def _router_pinning(servers: dict[str, Any]) -> dict[str, Any]:
     its first packet went to, so moving the route (a drain, a weight change, a server coming back)
     moves only new connections. Each server gets a firewall mark and a routing table of its own,
     numbered from its LAN address: adding a server renumbers no other."""
-    pins = []
+    pins: list[dict[str, Any]] = []
     for nb in servers["neighbors"]:
         address = nb["address_v4"] or nb["address_v6"]
         number = 0x10000 + (int(ipaddress.ip_address(address)) & 0xFFFF)
