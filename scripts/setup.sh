@@ -10,6 +10,7 @@ APT_PACKAGES=(
   openssh-client   # Ansible's transport to the lab hosts
   git
   podman runc uidmap   # the lab's containers (runc: crun fails on this cgroup layout)
+  netavark aardvark-dns  # podman's network backend for the lab (see below)
   mmdebstrap zstd      # the project's Debian image, built from Debian packages
   nftables iproute2    # the lab's forwarding guard, veth cabling and network namespaces
   busybox              # tiny httpd for the health agent's lab test
@@ -37,6 +38,17 @@ fi
 # bird2 starts a system-wide daemon on install; the project runs its own instances only.
 if systemctl is-enabled bird.service >/dev/null 2>&1; then
   systemctl disable --now bird.service >/dev/null 2>&1 || true
+fi
+
+# The lab reaches its boxes over an --internal podman network. With the CNI backend (what Debian's
+# podman falls back to once it has images) such a network leaves the host without an address on it,
+# so nothing answers; netavark gives the host the gateway address. Pin the backend explicitly.
+conf_d=/etc/containers/containers.conf.d
+if [ "$(id -u)" -eq 0 ] && ! grep -qs 'network_backend = "netavark"' "$conf_d/50-edgepop.conf"; then
+  log "podman: network backend netavark ($conf_d/50-edgepop.conf)"
+  mkdir -p "$conf_d"
+  printf '%s\n' '# edgepop (scripts/setup.sh): the lab needs netavark; CNI gives the host no address on --internal networks' \
+    '[network]' 'network_backend = "netavark"' > "$conf_d/50-edgepop.conf"
 fi
 
 stamp="$VENV/.edgepop-deps"

@@ -1,6 +1,6 @@
 """Render one of edgepop's shared device templates for this host and install it like `copy` does.
 
-The text comes from `edgepop.render.render_template` (the same code `edgepop render` uses offline)
+The text comes from `edgepop.templating.render_template` (the same code `edgepop render` uses offline)
 with `sc` = the host's `edgepop_device` fact. Secret placeholders `<vault:EXPR>` are resolved here,
 on the controller, from the task's variables; the copy runs with no_log semantics for the diff when
 the file holds a secret. Check mode and diff mode behave as with `ansible.builtin.copy`, which does
@@ -13,7 +13,6 @@ the candidate file), backup.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -25,8 +24,6 @@ from ansible.plugins.action import ActionBase
 _SRC = Path(__file__).resolve().parents[2] / "src"
 if _SRC.is_dir() and str(_SRC) not in sys.path:
     sys.path.append(str(_SRC))
-
-SECRET_RE = re.compile(r"<vault:([^>]+)>")
 
 try:  # ansible-core 2.19 renders only strings marked as trusted templates
     from ansible.template import trust_as_template as _trusted
@@ -53,26 +50,24 @@ class ActionModule(ActionBase):
     _supports_check_mode = True
 
     def _resolve(self, text: str, task_vars: dict[str, Any]) -> tuple[str, bool]:
-        found = False
+        from edgepop.templating import swap_secrets
 
-        def swap(match: re.Match[str]) -> str:
-            nonlocal found
-            found = True
-            expr = match.group(1)
-            templar = self._templar.copy_with_new_env(available_variables=task_vars)
+        templar = self._templar.copy_with_new_env(available_variables=task_vars)
+
+        def value_of(expr: str) -> str:
             value = templar.template(_trusted("{{ " + expr + " }}"))
             if value is None or "{{" in str(value) or str(value).startswith("<vault:"):
                 raise AnsibleActionFail(f"secret {expr} has no value for this host")
             return str(value)
 
-        return SECRET_RE.sub(swap, text), found
+        return swap_secrets(text, value_of)
 
     def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         del tmp
         task_vars = task_vars or {}
         result = super().run(task_vars=task_vars)
         _, args = self.validate_argument_spec(argument_spec=ARGS)
-        from edgepop.render import render_template
+        from edgepop.templating import render_template
 
         sc = args.get("sc") or task_vars.get("edgepop_device")
         if not sc:

@@ -20,7 +20,7 @@ if _SRC.is_dir() and str(_SRC) not in sys.path:
 
 
 def edgepop_render(sc: dict[str, Any], template: str) -> str:
-    from edgepop.render import render_template
+    from edgepop.templating import render_template
 
     text = render_template(template, sc=dict(sc))
     if "<vault:" in text:

@@ -8,62 +8,18 @@ each device template includes one template per config section in a fixed order.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 
 from edgepop.derive import StructuredConfig, derive_all
 from edgepop.model.pop import PopModel
+from edgepop.templating import SECRET_RE, render_template, swap_secrets, templates_dir
+
+__all__ = ["SECRET_RE", "render_template", "swap_secrets", "templates_dir"]
 
 MANIFEST = ".edgepop-render"
-
-
-def templates_dir() -> Path:
-    """The shared templates: $EDGEPOP_TEMPLATES, else the repository's templates/ directory."""
-    env = os.environ.get("EDGEPOP_TEMPLATES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "templates"
-
-
-def _ip(value: str) -> str:
-    return str(ipaddress.ip_interface(value).ip)
-
-
-def _prefixlen(value: str) -> int:
-    return ipaddress.ip_interface(value).network.prefixlen
-
-
-def _network(value: str) -> str:
-    return str(ipaddress.ip_interface(value).network)
-
-
-def _ident(value: str) -> str:
-    """A name usable as a BIRD/Junos identifier (letters, digits, underscore)."""
-    return "".join(ch if ch.isalnum() else "_" for ch in value)
-
-
-@lru_cache(maxsize=4)
-def _environment(root: str) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(root),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters.update(ip=_ip, prefixlen=_prefixlen, network=_network, ident=_ident)
-    return env
-
-
-def render_template(name: str, **context: Any) -> str:
-    return _environment(str(templates_dir())).get_template(name).render(**context)
 
 
 def outputs_for(sc: StructuredConfig) -> dict[str, str]:

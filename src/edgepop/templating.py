@@ -1,0 +1,75 @@
+"""Jinja2 rendering of the shared templates (under the repository's templates/), and secret placeholders.
+
+Kept apart from the model and derivation code so that the Ansible actions, which render in every
+forked worker, import nothing heavier than Jinja2 (which Ansible has already loaded).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+SECRET_RE = re.compile(r"<vault:([^>]+)>")
+
+
+def swap_secrets(text: str, value_of: Callable[[str], str]) -> tuple[str, bool]:
+    """Replace each `<vault:EXPR>` placeholder with `value_of(EXPR)`; also say whether there was one.
+    The Ansible actions call this with a lookup in the host's variables, just before writing."""
+    found = False
+
+    def swap(match: re.Match[str]) -> str:
+        nonlocal found
+        found = True
+        return value_of(match.group(1))
+
+    return SECRET_RE.sub(swap, text), found
+
+
+def templates_dir() -> Path:
+    """The shared templates: $EDGEPOP_TEMPLATES, else the repository's templates/ directory."""
+    env = os.environ.get("EDGEPOP_TEMPLATES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def _ip(value: str) -> str:
+    return str(ipaddress.ip_interface(value).ip)
+
+
+def _prefixlen(value: str) -> int:
+    return ipaddress.ip_interface(value).network.prefixlen
+
+
+def _network(value: str) -> str:
+    return str(ipaddress.ip_interface(value).network)
+
+
+def _ident(value: str) -> str:
+    """A name usable as a BIRD/Junos identifier (letters, digits, underscore)."""
+    return "".join(ch if ch.isalnum() else "_" for ch in value)
+
+
+@lru_cache(maxsize=4)
+def _environment(root: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(ip=_ip, prefixlen=_prefixlen, network=_network, ident=_ident)
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    return _environment(str(templates_dir())).get_template(name).render(**context)
