@@ -53,8 +53,16 @@ def guard_eos_ssh(driver: Any) -> None:
 
     @functools.wraps(original)
     def checked(*args: Any, **kwargs: Any) -> Any:
+        from netmiko import ConfigInvalidException
+
         kwargs.setdefault("error_pattern", EOS_CLI_ERROR)
-        return original(*args, **kwargs)
+        try:
+            return original(*args, **kwargs)
+        except ConfigInvalidException:
+            # netmiko stops in the middle of the session's config mode; NAPALM's discard that
+            # follows is an exec command and expects the exec prompt
+            session.exit_config_mode()
+            raise
 
     session.send_config_set = checked
 
