@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from sims.eos_eapi import EapiServer
-from sims.eos_model import EosDevice
+from sims.eos_model import Config, EosDevice
 
 from edgepop.netdev.drivers import Target, opener
 from edgepop.netdev.errors import (
@@ -267,7 +267,7 @@ def test_rendered_switch_config_replaces_a_factory_config(sim: SimFactory, tmp_p
     dev, srv = sim(factory, bgp_remotes={})
     check = push_config(request(rendered, mode="replace", check=True), opener(target(srv)))
     assert "-hostname localhost" in check.diff and "+hostname fra1-sw01" in check.diff
-    assert dev.running_text() == Config_text(factory)
+    assert dev.running_text() == canonical(factory)
     res = push_config(
         request(rendered, mode="replace", archive_dir=tmp_path, expect_hostname="fra1-sw01"), opener(target(srv))
     )
@@ -277,7 +277,6 @@ def test_rendered_switch_config_replaces_a_factory_config(sim: SimFactory, tmp_p
     assert not again.changed
 
 
-def Config_text(text: str) -> str:
-    from sims.eos_model import Config
-
+def canonical(text: str) -> str:
+    """A config as the simulator prints it."""
     return Config.parse(text).render()
