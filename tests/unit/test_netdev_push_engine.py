@@ -151,3 +151,45 @@ def test_missing_sessions() -> None:
         "global 2001:db8::1",
         "198.51.100.9 (not configured)",
     ]
+
+
+class PendingAfterCommit(Scripted):
+    """A device whose commit went through although the session died: a commit is pending."""
+
+    def has_pending_commit(self) -> bool:
+        self._call("has_pending_commit")
+        return any(call.startswith("commit ") for call in self.calls)
+
+
+def test_session_lost_in_the_commit_and_device_unreachable_is_left_to_the_timer(tmp_path: Path) -> None:
+    calls: list[str] = []
+    connections = [Scripted(calls, bgp=[{}], fail={"commit revert_in=300": OSError("connection reset")})]
+
+    def open_driver() -> Any:
+        if not connections:
+            raise ConnectionRefusedError("refused")
+        return connections.pop()
+
+    with pytest.raises(PostCheckFailed) as err:
+        push_config(req(tmp_path), open_driver)
+    assert "management no longer reachable after the commit" in str(err.value)
+    assert "reverts by itself when its 300 s confirm timer expires" in str(err.value)
+    assert "discard" not in calls and "rollback" not in calls
+
+
+def test_session_lost_in_the_commit_rolls_back_the_pending_commit(tmp_path: Path) -> None:
+    calls: list[str] = []
+    fail: dict[str, Exception] = {"commit revert_in=300": EOFError()}
+    drivers = iter([Scripted(calls, bgp=[{}], fail=fail), PendingAfterCommit(calls, bgp=[{}], fail={})])
+    with pytest.raises(CommitFailed, match="the commit went through and was rolled back"):
+        push_config(req(tmp_path), lambda: next(drivers))
+    assert calls[-5:] == ["commit revert_in=300", "has_pending_commit", "rollback", "close", "close"]
+
+
+def test_session_lost_in_a_commit_that_did_not_happen(tmp_path: Path) -> None:
+    calls: list[str] = []
+    fail: dict[str, Exception] = {"commit revert_in=300": EOFError()}
+    drivers = iter([Scripted(calls, bgp=[{}], fail=fail), Scripted(calls, bgp=[{}], fail={})])
+    with pytest.raises(CommitFailed, match="nothing was left pending"):
+        push_config(req(tmp_path), lambda: next(drivers))
+    assert "rollback" not in calls

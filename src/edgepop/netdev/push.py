@@ -34,6 +34,7 @@ from edgepop.netdev.errors import (
     CommitFailed,
     ConfigLocked,
     ConfigRejected,
+    DeviceUnreachable,
     InvalidRequest,
     NetdevError,
     PostCheckFailed,
@@ -223,7 +224,10 @@ class Pusher:
         try:
             drv.commit_config(revert_in=req.revert_in)
         except Exception as exc:
-            reason = classify(host, exc, f"committing with a {req.revert_in} s confirm timer").message
+            failure = classify(host, exc, f"committing with a {req.revert_in} s confirm timer")
+            if isinstance(failure, DeviceUnreachable):
+                self._after_lost_commit(failure)
+            reason = failure.message
             try:
                 drv.discard_config()
             except Exception:
@@ -243,6 +247,42 @@ class Pusher:
                 f"the device reverts by itself within {req.revert_in} s",
             ) from exc
         res.committed = True
+
+    def _after_lost_commit(self, failure: NetdevError) -> None:
+        """The session died in or just after the commit: find out over a new one whether it stands.
+
+        A change that cuts management does this: the device commits, then drops the session before
+        the driver is done (NAPALM's Junos driver unlocks the configuration after committing, and
+        that RPC fails). Such a commit stands on its confirm timer, so "commit failed" would be
+        wrong: either the device cannot be reached (its timer reverts it) or the pending commit is
+        rolled back here.
+        """
+        host, req = self.req.host, self.req
+        try:
+            check = self.opener()
+        except Exception as exc:
+            raise PostCheckFailed(
+                host,
+                f"management no longer reachable after the commit ({failure.message}; then {exc}): "
+                f"the device reverts by itself when its {req.revert_in} s confirm timer expires",
+            ) from exc
+        try:
+            if not check.has_pending_commit():
+                raise CommitFailed(host, f"{failure.message}; nothing was left pending on the device")
+            check.rollback()
+        except NetdevError:
+            raise
+        except Exception as exc:
+            raise CommitFailed(
+                host,
+                f"{failure.message}; checking or rolling back over a new session failed too "
+                f"({classify(host, exc, 'rolling back').message}): the device reverts by itself within "
+                f"{req.revert_in} s",
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                check.close()
+        raise CommitFailed(host, f"{failure.message}; the commit went through and was rolled back")
 
     def _discard(self, drv: Driver) -> None:
         try:
