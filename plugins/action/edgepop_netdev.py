@@ -50,11 +50,12 @@ class ActionModule(ActionBase):
     _requires_connection = False
     _supports_check_mode = True
 
-    def _render(self, args: dict[str, Any], sc: dict[str, Any], task_vars: dict[str, Any]) -> tuple[str, bool]:
+    def _render(self, args: dict[str, Any], sc: dict[str, Any], task_vars: dict[str, Any]) -> tuple[str, list[str]]:
+        """The config to push and the secret values resolved into it (longest first, for masking)."""
         from edgepop.render import outputs_for, render_template
 
         if args.get("config"):
-            return str(args["config"]), False
+            return str(args["config"]), []
         name = args.get("template")
         if not name:
             templates = [t for f, t in outputs_for(sc).items() if f in ("junos.conf", "eos.cfg")]
@@ -76,8 +77,10 @@ class ActionModule(ActionBase):
             templar=self._templar,
             shared_loader_obj=self._shared_loader_obj,
         )
-        resolved, secret = renderer._resolve(text, task_vars)
-        return str(resolved), bool(secret)
+        resolved, _ = renderer._resolve(text, task_vars)
+        pattern = sys.modules[type(renderer).__module__].SECRET_RE
+        secrets = sorted({str(renderer._resolve(m.group(0), task_vars)[0]) for m in pattern.finditer(text)}, key=len)
+        return str(resolved), secrets[::-1]
 
     def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         del tmp
@@ -123,12 +126,23 @@ class ActionModule(ActionBase):
         try:
             pushed = push_config(request, opener(target))
         except NetdevError as exc:
-            result.update(failed=True, changed=exc.committed, msg=str(exc), error=exc.kind, committed=exc.committed)
+            msg = _mask(str(exc), secret)
+            result.update(failed=True, changed=exc.committed, msg=msg, error=exc.kind, committed=exc.committed)
             return result
         result.update(pushed.as_dict())
+        # a device that shows secrets in its diff (EOS, or Junos before it encrypts a key) must not
+        # put them in the task's output
+        result["diff"] = _mask(pushed.diff, secret)
         result["changed"] = pushed.changed
         if self._task.diff and pushed.diff:
-            result["diff"] = {"prepared": pushed.diff}
+            result["diff"] = {"prepared": _mask(pushed.diff, secret)}
         if secret:
             result["secrets_resolved"] = True
         return result
+
+
+def _mask(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        if value:
+            text = text.replace(value, "********")
+    return text
