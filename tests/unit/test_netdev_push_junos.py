@@ -69,11 +69,11 @@ SimFactory = Callable[..., tuple[JunosDevice, NetconfServer]]
 def sim() -> Iterator[SimFactory]:
     servers: list[NetconfServer] = []
 
-    def make(committed: str = BASE, **kwargs: object) -> tuple[JunosDevice, NetconfServer]:
+    def make(committed: str = BASE, base11: bool = True, **kwargs: object) -> tuple[JunosDevice, NetconfServer]:
         kwargs.setdefault("bgp_remotes", {"203.0.113.145": 64501})
         kwargs.setdefault("minute", 5.0)
         dev = JunosDevice(committed, **kwargs)  # type: ignore[arg-type]
-        srv = NetconfServer(dev).start()
+        srv = NetconfServer(dev, base11=base11).start()
         servers.append(srv)
         return dev, srv
 
@@ -160,6 +160,14 @@ def test_commit_confirms_after_post_checks_and_second_run_is_clean(
     assert dev.running_text() == running
     assert len(commits(dev)) == 2
     assert len(list((tmp_path / "r1").iterdir())) == 1, "no archive without a commit"
+
+
+def test_base10_framing_when_the_device_offers_no_base11(sim: SimFactory) -> None:
+    """Older Junos offers base:1.0 only: ncclient stays with the `]]>]]>` end-of-message framing."""
+    dev, srv = sim(base11=False)
+    res = push_config(request(MERGE, check=True), opener(target(srv)))
+    assert res.changed and NEW_DESCRIPTION in res.diff
+    assert dev.candidate_text() == dev.running_text()
 
 
 def test_no_change_commits_nothing(sim: SimFactory, tmp_path: Path) -> None:
