@@ -46,7 +46,7 @@ from typing import Any
 import paramiko
 from lxml import etree
 
-from sims.junos_model import JunosDevice, LoadError, Node, find, render
+from sims.junos_model import JunosDevice, LoadError, Node, render
 
 NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 JUNOS_NS = "http://xml.juniper.net/junos/23.4R1/junos"
@@ -585,4 +585,4 @@ def _into_ns(reply: Any) -> Any:
     return reply
 
 
-__all__ = ["JunosDevice", "NetconfServer", "find"]
+__all__ = ["NetconfServer", "RpcFail", "Session"]

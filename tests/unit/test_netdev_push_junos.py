@@ -127,7 +127,7 @@ def test_check_mode_reports_the_diff_and_commits_nothing(
     action = "override" if mode == "replace" else "replace"  # NAPALM's merge is Junos's `load replace`
     assert any(f"load-configuration format=text action={action}" in line for line in dev.log)
     if mode == "replace" and changed:
-        assert "[edit]\n-  protocols {" in res.diff.replace("-   protocols", "-  protocols")
+        assert "[edit]\n-   protocols {\n-       bgp {" in res.diff
         assert NEW_DESCRIPTION in res.diff
 
 
