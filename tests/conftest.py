@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,9 @@ def lab_copy(tmp_path: Path) -> Path:
     target = tmp_path / "lab"
     shutil.copytree(LAB_INVENTORY, target)
     return target
+
+
+# tests/sims holds the device simulators (`from sims.eos_eapi import EapiServer`)
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)

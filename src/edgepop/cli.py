@@ -112,8 +112,9 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
     """Subcommand groups that live beside their code (inventory edits, the lab, images)."""
     from edgepop.inventory_edit.cli import register as inventory_register
     from edgepop.lab.cli import register as lab_register
+    from edgepop.netdev.cli import register as netdev_register
 
-    return [inventory_register, lab_register]
+    return [inventory_register, lab_register, netdev_register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
