@@ -25,6 +25,14 @@ _SRC = Path(__file__).resolve().parents[2] / "src"
 if _SRC.is_dir() and str(_SRC) not in sys.path:
     sys.path.append(str(_SRC))  # appended: an installed edgepop package wins
 
+try:  # ansible-core 2.19 renders only strings marked as trusted templates
+    from ansible.template import trust_as_template as _trusted
+except ImportError:  # older ansible-core renders any string
+
+    def _trusted(text: str) -> str:
+        return text
+
+
 ARGS: dict[str, dict[str, Any]] = {
     "platform": {"type": "str", "choices": ["eos", "junos"]},
     "address": {"type": "str", "required": True},
@@ -52,7 +60,8 @@ class ActionModule(ActionBase):
 
     def _render(self, args: dict[str, Any], sc: dict[str, Any], task_vars: dict[str, Any]) -> tuple[str, list[str]]:
         """The config to push and the secret values resolved into it (longest first, for masking)."""
-        from edgepop.render import outputs_for, render_template
+        from edgepop.render import outputs_for
+        from edgepop.templating import render_template
 
         if args.get("config"):
             return str(args["config"]), []
@@ -68,18 +77,20 @@ class ActionModule(ActionBase):
             text = render_template(name, sc=sc)
         except Exception as exc:
             raise AnsibleActionFail(f"rendering {name} failed: {exc}") from exc
-        renderer = self._shared_loader_obj.action_loader.get(
-            "edgepop_render",
-            task=self._task,
-            connection=self._connection,
-            play_context=self._play_context,
-            loader=self._loader,
-            templar=self._templar,
-            shared_loader_obj=self._shared_loader_obj,
-        )
-        resolved, _ = renderer._resolve(text, task_vars)
-        pattern = sys.modules[type(renderer).__module__].SECRET_RE
-        secrets = sorted({str(renderer._resolve(m.group(0), task_vars)[0]) for m in pattern.finditer(text)}, key=len)
+        from edgepop.templating import swap_secrets
+
+        templar = self._templar.copy_with_new_env(available_variables=task_vars)
+        values: set[str] = set()
+
+        def value_of(expr: str) -> str:
+            value = templar.template(_trusted("{{ " + expr + " }}"))
+            if value is None or "{{" in str(value) or str(value).startswith("<vault:"):
+                raise AnsibleActionFail(f"secret {expr} has no value for this host")
+            values.add(str(value))
+            return str(value)
+
+        resolved, _ = swap_secrets(text, value_of)
+        secrets = sorted(values, key=len)
         return str(resolved), secrets[::-1]
 
     def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
