@@ -42,6 +42,7 @@ def _cpus(root: Path, cpus: list[tuple[int, int, int]]) -> None:
 
 
 def _interrupts(root: Path, ncpu: int, rows: list[tuple[int, str, str]]) -> None:
+    _write(root / "proc/irq/default_smp_affinity", f"{(1 << ncpu) - 1:x}\n")
     header = " " * 11 + "".join(f"CPU{i:<8}" for i in range(ncpu)).rstrip()
     lines = [header]
     lines.append(
