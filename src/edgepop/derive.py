@@ -14,6 +14,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from edgepop.irq_plan import offline_plan
 from edgepop.model.pop import PopModel
 from edgepop.model.schema import Bond, Nic, Provider, Router, Server, Switch, natural_key
 from edgepop.model.secrets import vault_reference
@@ -189,6 +190,31 @@ def _server_services(model: PopModel, srv: Server) -> list[dict[str, Any]]:
     return out
 
 
+def server_irq_groups(srv: Server) -> list[dict[str, Any]]:
+    """The NIC groups whose queues are pinned, each with its socket; a group without NICs is left out."""
+    sockets = {"external": srv.irq.external_socket, "internal": srv.irq.internal_socket}
+    groups = [
+        {"name": g, "socket": sock, "nics": [n.name for n in srv.nics if n.group == g]} for g, sock in sockets.items()
+    ]
+    return [g for g in groups if g["nics"]]
+
+
+def server_queue_plan(srv: Server) -> dict[str, list[str]]:
+    """NIC -> socket/core/thread of each queue, for the sockets whose every NIC has a known queue
+    count (and only with a known CPU layout): the placement the irq_affinity module makes on the box,
+    computed by the same code (`edgepop.irq_plan` is the module's module_utils file)."""
+    if srv.cpu == "discover":
+        return {}
+    queues = {n.name: n.queues for n in srv.nics}
+    groups = server_irq_groups(srv)
+    unknown = {g["socket"] for g in groups if any(queues[n] is None for n in g["nics"])}
+    known = [g for g in groups if g["socket"] not in unknown]
+    if not known:
+        return {}
+    counts = {n: q for g in known for n in g["nics"] if (q := queues[n]) is not None}
+    return offline_plan(known, counts, srv.cpu.model_dump(), srv.irq.queues_per_core)
+
+
 def _server_irq(srv: Server) -> dict[str, Any]:
     groups: dict[str, list[str]] = {"external": [], "internal": []}
     for n in srv.nics:
@@ -202,6 +228,8 @@ def _server_irq(srv: Server) -> dict[str, Any]:
         "external_nics": groups["external"],
         "internal_nics": groups["internal"],
         "irqbalance": "disabled",
+        "groups": server_irq_groups(srv),
+        "queues": server_queue_plan(srv),
     }
 
 

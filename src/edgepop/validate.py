@@ -18,6 +18,8 @@ from typing import Any, NamedTuple, Union, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from edgepop.derive import server_queue_plan
+from edgepop.irq_plan import IrqPlanError
 from edgepop.model import locate
 from edgepop.model.loader import VAULT_HEADER, RawInventory, Sourced, load_inventory
 from edgepop.model.pop import PopModel
@@ -887,6 +889,12 @@ def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> set[str]:
                     ("server", "irq", "internal_socket"),
                     "external and internal queues must be on different sockets when there are two or more",
                 )
+            sockets_ok = all(getattr(srv.irq, k) < srv.cpu.sockets for k in ("external_socket", "internal_socket"))
+            if sockets_ok:
+                try:
+                    server_queue_plan(srv)
+                except IrqPlanError as exc:
+                    c.err(name, ("server", "irq", "queues_per_core"), str(exc))
         if srv.ipmi and not _in_any(srv.ipmi.address, [r.management_v4]):
             c.err(
                 name,
