@@ -124,7 +124,8 @@ def virtio() -> None:
     for index, nic in enumerate(["eth0", "eth1"]):
         pci = root / f"sys/devices/pci0000:00/0000:00:{3 + index:02x}.0"
         virt = pci / f"virtio{index}"
-        virt.mkdir(parents=True, exist_ok=True)
+        # a file inside, as sysfs has: git keeps no empty directory, and the link must resolve
+        _write(virt / "device", "0x0001\n")
         names = [f"virtio{index}-config"]
         for k in range(4):
             names += [f"virtio{index}-input.{k}", f"virtio{index}-output.{k}"]
