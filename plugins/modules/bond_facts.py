@@ -35,6 +35,17 @@ options:
     type: str
     choices: [fast, slow]
     default: fast
+  lacp_rates:
+    description: Bond name to the LACP rate it must run, where it differs from I(lacp_rate).
+    type: dict
+    default: {}
+  fail_on_problems:
+    description:
+      - Fail the task when a bond has a problem, with a message naming each bond and its problems
+        (with C(until), a play retries until the bonds have aggregated). The facts are returned
+        either way.
+    type: bool
+    default: false
   root:
     description: Prefix of C(/proc) and C(/sys) (a recorded tree in tests).
     type: path
@@ -239,6 +250,8 @@ def main():
             "names": {"type": "list", "elements": "str", "default": []},
             "members": {"type": "dict", "default": {}},
             "lacp_rate": {"type": "str", "choices": ["fast", "slow"], "default": "fast"},
+            "lacp_rates": {"type": "dict", "default": {}},
+            "fail_on_problems": {"type": "bool", "default": False},
             "root": {"type": "path", "default": "/"},
         },
         supports_check_mode=True,
@@ -252,11 +265,15 @@ def main():
     for name in names:
         bond = read_bond(root, name)
         wanted = module.params["members"].get(name)
-        found = judge(name, bond, module.params["lacp_rate"], wanted)
+        rate = module.params["lacp_rates"].get(name) or module.params["lacp_rate"]
+        found = judge(name, bond, rate, wanted)
         facts[name] = dict(bond or {}, ok=not found, problems=found)
         if found:
             problems[name] = found
-    module.exit_json(changed=False, ok=not problems, problems=problems, ansible_facts={"bond_facts": facts})
+    result = {"changed": False, "ok": not problems, "problems": problems, "ansible_facts": {"bond_facts": facts}}
+    if problems and module.params["fail_on_problems"]:
+        module.fail_json(msg="; ".join(p for found in problems.values() for p in found), **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,21 @@ options:
     description: Prefix of C(/proc) and C(/sys) (a recorded tree in tests).
     type: path
     default: /
+  enabled:
+    description:
+      - C(auto) pins only where it can be done, that is where C(/proc/irq) is writable and every
+        NIC of the plan is a device with interrupt vectors; elsewhere (a container with veths) the
+        task changes nothing and says why in C(skip_reasons). C(true) always pins (an impossible
+        plan fails); C(false) never does.
+    type: str
+    choices: [auto, "true", "false"]
+    default: "true"
+  stop_irqbalance:
+    description:
+      - When pinning, stop and disable irqbalance first (where its unit is installed), since it
+        would move the interrupts again. Only on the real root (I(root) C(/)).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -98,6 +113,19 @@ plan:
   elements: dict
   sample:
     - {irq: 40, name: ext0-TxRx-0, nic: ext0, group: external, queue: 0, cpu: 0, slot: 0/0/0, before: 0-23}
+active:
+  description: Whether the interrupts were pinned (see I(enabled)).
+  returned: always
+  type: bool
+skip_reasons:
+  description: Why C(enabled=auto) left the interrupts alone (empty when it pinned).
+  returned: always
+  type: list
+  elements: str
+irqbalance_stopped:
+  description: Whether irqbalance was (or in check mode would be) stopped and disabled.
+  returned: always
+  type: bool
 changed_irqs:
   description: IRQs whose affinity was (or in check mode would be) written.
   returned: success
@@ -130,6 +158,8 @@ commands:
   elements: list
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.edgepop_irq import IrqPlanError, apply_plan
 
@@ -138,6 +168,33 @@ GROUP_SPEC = {
     "socket": {"type": "int", "required": True},
     "nics": {"type": "list", "elements": "str", "required": True},
 }
+
+
+def skip_reasons(params):
+    """Why the interrupts cannot be pinned here: a read-only /proc/irq, or NICs without vectors."""
+    reasons = []
+    if not os.access(os.path.join(params["root"], "proc/irq/default_smp_affinity"), os.W_OK):
+        reasons.append("/proc/irq is read-only")
+    nics = [nic for group in params["groups"] for nic in group.get("nics") or []]
+    if not nics:
+        reasons.append("no NIC in any group")
+    for nic in nics:
+        if not os.path.exists(os.path.join(params["root"], "sys/class/net", nic, "device")):
+            reasons.append(f"{nic} is not a device with interrupt vectors")
+    return reasons
+
+
+def stop_irqbalance(module, run):
+    """Stop and disable irqbalance where its unit is installed; True when it was running or enabled."""
+    if not os.path.exists("/lib/systemd/system/irqbalance.service"):
+        return False
+    active = run(["systemctl", "is-active", "--quiet", "irqbalance.service"])[0] == 0
+    enabled = run(["systemctl", "is-enabled", "--quiet", "irqbalance.service"])[0] == 0
+    if (active or enabled) and not module.check_mode:
+        rc, _, err = run(["systemctl", "disable", "--now", "irqbalance.service"])
+        if rc != 0:
+            module.fail_json(msg=f"cannot stop irqbalance: {err.strip()}", changed=False)
+    return active or enabled
 
 
 def main():
@@ -150,6 +207,8 @@ def main():
             "xps": {"type": "bool", "default": False},
             "expect_cpu": {"type": "dict"},
             "root": {"type": "path", "default": "/"},
+            "enabled": {"type": "str", "choices": ["auto", "true", "false"], "default": "true"},
+            "stop_irqbalance": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -159,11 +218,21 @@ def main():
     def run(argv):
         return module.run_command(argv, environ_update={"LC_ALL": "C", "LANG": "C"})
 
+    reasons = skip_reasons(params)
+    if params["enabled"] == "false" or (params["enabled"] == "auto" and reasons):
+        module.exit_json(changed=False, active=False, irqbalance_stopped=False,
+                         skip_reasons=reasons if params["enabled"] == "auto" else ["disabled"])  # fmt: skip
+    stopped = False
+    if params["stop_irqbalance"] and params["root"] == "/":
+        stopped = stop_irqbalance(module, run)
+
     try:
         outcome = apply_plan(params, root=params["root"], check=module.check_mode, run=run, ethtool=ethtool)
     except IrqPlanError as exc:
         module.fail_json(msg=str(exc), changed=False)
     result = outcome.as_dict()
+    result.update(active=True, skip_reasons=[], irqbalance_stopped=stopped)
+    result["changed"] = bool(result.get("changed")) or stopped
     if module._diff:
         result["diff"] = {
             "before_header": "NIC queue affinity",

@@ -63,7 +63,6 @@ def play_role(tmp_path: Path, sc: dict[str, Any], root: Path, **role_vars: Any) 
 
 
 PIN = "irq_affinity : Pin each NIC queue's interrupts to one CPU of its group's socket"
-WHY = "irq_affinity : Say why the interrupts are left alone"
 
 
 def test_role_pins_the_seed_server_then_changes_nothing(tmp_path: Path) -> None:
@@ -88,8 +87,9 @@ def test_role_is_skipped_where_the_nics_have_no_interrupts(tmp_path: Path) -> No
     sc = structured("lab", "srv1")  # ext0, int0: not in this tree
     out = play_role(tmp_path, sc, root)
     assert out["stats"]["failures"] == 0 and out["stats"]["changed"] == 0, out
-    assert out["tasks"][PIN].get("skipped") is True
-    assert "ext0 is not a device with interrupt vectors" in out["tasks"][WHY]["msg"]
+    assert out["tasks"][PIN]["active"] is False
+    assert "ext0 is not a device with interrupt vectors" in out["tasks"][PIN]["skip_reasons"]
+    assert "changed_irqs" not in out["tasks"][PIN]
 
 
 def test_role_forced_on_fails_with_the_modules_message(tmp_path: Path) -> None:
@@ -99,3 +99,13 @@ def test_role_forced_on_fails_with_the_modules_message(tmp_path: Path) -> None:
     out = play_role(tmp_path, sc, root, irq_affinity__enabled=True)
     assert out["stats"]["failures"] == 1
     assert out["tasks"][PIN]["msg"].startswith("unknown NIC ext0")
+
+
+def test_role_disabled_reads_nothing_and_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "host"
+    shutil.copytree(DATA / "seed-2s6c2t", root, symlinks=True)
+    sc = structured("examples/fra1", "fra1-srv01")
+    out = play_role(tmp_path, sc, root, irq_affinity__enabled=False)
+    assert out["stats"]["changed"] == 0, out
+    assert out["tasks"][PIN]["active"] is False and out["tasks"][PIN]["skip_reasons"] == ["disabled"]
+    assert (root / "proc/irq/40/smp_affinity_list").read_text().strip() == "0-23"

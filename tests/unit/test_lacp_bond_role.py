@@ -47,7 +47,7 @@ def play_role(tmp_path: Path, layout: str, *flags: str) -> dict[str, Any]:
     return {"stats": report["stats"]["localhost"], "tasks": tasks}
 
 
-FAIL = "lacp_bond : Fail on a bond that has not aggregated"
+FAIL = "lacp_bond : Check that every LACP bond has aggregated"
 
 
 def test_a_healthy_bond_passes(tmp_path: Path) -> None:
