@@ -291,6 +291,33 @@ def _router_servers(model: PopModel) -> dict[str, Any]:
     }
 
 
+def _router_reflection(model: PopModel, host: str, servers: dict[str, Any]) -> dict[str, Any] | None:
+    """Provider routes toward the servers (ARP-relay design), when the PoP asks for it.
+
+    The sessions are iBGP in the PoP's AS, sourced from the router's loopback, one per server and
+    family: advertising a route learned over eBGP to an iBGP peer keeps its next hop, the
+    provider's address, where the eBGP sessions to the servers would put the router's own
+    (single-hop eBGP cannot carry a third-party next hop from another subnet). The export is
+    limited to routes from this router's providers, by their addresses.
+    """
+    if not model.pop.bgp.reflect_to_servers:
+        return None
+    rt = model.routers[host]
+    providers = model.provider_by_router(host)
+    return {
+        "asn": model.pop.asn,
+        "local_v4": rt.loopback_v4,
+        "local_v6": rt.loopback_v6,
+        "password": servers["password"],
+        "providers_v4": [p.address_v4 for p in providers if p.address_v4],
+        "providers_v6": [p.address_v6 for p in providers if p.address_v6],
+        "neighbors": [
+            {"name": nb["name"], "address_v4": nb["address_v4"], "address_v6": nb["address_v6"]}
+            for nb in servers["neighbors"]
+        ],
+    }
+
+
 def _ttl_security(prov: Provider) -> bool:
     """GTSM (RFC 5082) toward a provider: only with the provider's agreement, since both ends must
     send TTL 255. The data model has no per-provider switch for it yet, so it is off everywhere."""
@@ -396,6 +423,7 @@ def derive_router(model: PopModel, host: str) -> StructuredConfig:
             "announce_v6": list(model.pop.ranges.anycast_v6),
             "providers": _router_providers(model, host),
             "servers": servers,
+            "reflection": _router_reflection(model, host, servers),
         },
         "pinning": _router_pinning(servers) if rt.platform == "bird" else None,
     }

@@ -125,6 +125,12 @@ class Bgp(Strict):
         description="TCP-MD5 password of every session between the servers and the routers (ansible-vault); "
         "none: no password",
     )
+    reflect_to_servers: bool = Field(
+        default=False,
+        description="ARP-relay design: each router also sends the routes it learns from its providers to every "
+        "server, over an iBGP session per server and family from its loopback, with the provider as next hop "
+        "(unchanged), so servers send straight to the provider's MAC (arprelay); false: servers get no routes",
+    )
 
     @model_validator(mode="after")
     def _timers(self) -> Bgp:
