@@ -16,7 +16,7 @@ from typing import Any
 
 from edgepop.irq_plan import offline_plan
 from edgepop.model.pop import PopModel
-from edgepop.model.schema import Bond, Nic, Provider, Router, Server, Switch, natural_key
+from edgepop.model.schema import Bond, Nic, Router, Server, Switch, natural_key
 from edgepop.model.secrets import vault_reference
 
 StructuredConfig = dict[str, Any]
@@ -318,15 +318,9 @@ def _router_reflection(model: PopModel, host: str, servers: dict[str, Any]) -> d
     }
 
 
-def _ttl_security(prov: Provider) -> bool:
-    """GTSM (RFC 5082) toward a provider: only with the provider's agreement, since both ends must
-    send TTL 255. The data model has no per-provider switch for it yet, so it is off everywhere."""
-    return False
-
-
 def _router_gtsm(model: PopModel, host: str) -> dict[str, list[str]]:
     """Provider addresses whose BGP packets must arrive with TTL (hop limit) 255, per family."""
-    gtsm = [p for p in model.provider_by_router(host) if _ttl_security(p)]
+    gtsm = [p for p in model.provider_by_router(host) if p.ttl_security]
     return {
         "v4": [p.address_v4 for p in gtsm if p.address_v4],
         "v6": [p.address_v6 for p in gtsm if p.address_v6],
@@ -335,15 +329,11 @@ def _router_gtsm(model: PopModel, host: str) -> dict[str, list[str]]:
 
 def _router_interfaces(model: PopModel, host: str) -> list[dict[str, Any]]:
     rt = model.routers[host]
-    gtsm = [p for p in model.provider_by_router(host) if _ttl_security(p)]
     return [
         {
             **itf.model_dump(),
             # the largest Ethernet frame, header included: what Junos calls the interface mtu
             "l2_mtu": itf.mtu + 14,
-            # whether this interface's input must check the TTL of a provider's BGP packets
-            "gtsm_v4": any(p.port == itf.name and p.address_v4 for p in gtsm),
-            "gtsm_v6": any(p.port == itf.name and p.address_v6 for p in gtsm),
         }
         for itf in rt.interfaces
     ]
@@ -368,7 +358,7 @@ def _router_providers(model: PopModel, host: str) -> list[dict[str, Any]]:
                 "prefix_limit_v4": prov.prefix_limit.v4,
                 "prefix_limit_v6": prov.prefix_limit.v6,
                 "local_preference": prov.local_preference,
-                "ttl_security": _ttl_security(prov),
+                "ttl_security": prov.ttl_security,
             }
         )
     return out

@@ -194,6 +194,11 @@ class Provider(Strict):
     password: Secret | None = Field(default=None, description="BGP session password (ansible-vault)")
     prefix_limit: PrefixLimit
     local_preference: int = Field(default=100, ge=0, le=4294967295, description="local preference of its routes")
+    ttl_security: bool = Field(
+        default=False,
+        description="GTSM (RFC 5082): send BGP at TTL 255 and accept this provider's BGP packets only at TTL 255; "
+        "both ends must have it, so only with the provider's agreement",
+    )
 
     @model_validator(mode="after")
     def _some_address(self) -> Provider:
