@@ -115,3 +115,19 @@ def test_bird_router_sessions_keep_the_next_hop(tmp_path: Path) -> None:
     path.write_text(conf.replace("<vault:", "secret-").replace(">", ""))
     proc = subprocess.run([bird, "-p", "-c", str(path)], capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_junos_config_loads_into_the_netconf_simulator() -> None:
+    """The simulator's parser (tests/sims/junos_model.py) reads the group and the bracketed list."""
+    from sims.junos_model import JunosDevice, find
+
+    conf = render_device(configs(GOLDEN / "junos-router")["rtr1"])["junos.conf"]
+    dev = JunosDevice("system {\n    host-name rtr1;\n}\n")
+    assert dev.load(conf, "merge") == []
+    dev.commit()
+    group = find(dev.running, "protocols", "bgp", "group servers-full-table")
+    assert group is not None and group.children is not None
+    assert "neighbor 198.51.100.11" in group.children and "neighbor 2001:db8:100:1::12" in group.children
+    term = find(dev.running, "policy-options", "policy-statement provider-routes-to-servers", "term providers", "from")
+    assert term is not None and term.children is not None
+    assert term.children["neighbor"].words == "neighbor [ 198.51.100.193 198.51.100.195 2001:db8:ffff:a::1 ]"
