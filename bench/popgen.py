@@ -68,6 +68,7 @@ class AddressPlan:
     management_v4: str
     loopback_v4: str
     links_v4: str  # provider /31s, carved in order
+    mlag_v4: str  # one /31 per MLAG pair for its peer VLAN, carved in order
     anycast_v4: str
     site_v6: str  # the PoP's /48: ::1:0:0:0/64 LAN, ::2: internal, ::ff: loopbacks, ::f0+i: links
     anycast_v6: str
@@ -98,6 +99,7 @@ PLANS: dict[str, AddressPlan] = {
         management_v4="203.0.113.0/25",
         loopback_v4="203.0.113.128/28",
         links_v4="203.0.113.144/28",
+        mlag_v4="203.0.113.160/29",
         anycast_v4="203.0.113.192/27",
         site_v6="2001:db8:1::/48",
         anycast_v6="2001:db8:ac::/48",
@@ -113,6 +115,7 @@ PLANS: dict[str, AddressPlan] = {
         management_v4="203.0.113.160/28",
         loopback_v4="203.0.113.176/29",
         links_v4="203.0.113.184/29",
+        mlag_v4="198.51.100.252/30",
         anycast_v4="203.0.113.192/27",
         site_v6="2001:db8:2::/48",
         anycast_v6="2001:db8:ac::/48",
@@ -133,6 +136,7 @@ PLANS: dict[str, AddressPlan] = {
         management_v4="198.18.32.0/20",
         loopback_v4="198.18.48.0/24",
         links_v4="198.18.49.0/24",
+        mlag_v4="198.18.50.0/24",
         anycast_v4="198.19.0.0/24",
         site_v6="2001:db8:be::/48",
         anycast_v6="2001:db8:ac::/48",
@@ -592,6 +596,11 @@ def _switch_yml(lay: Layout, j: int, header: str) -> str:
     name = lay.switch(j)
     pair = (j - 1) // 2
     peer = lay.switch(j + 1 if j % 2 else j - 1)
+    mlag_net = ipaddress.ip_network(p.mlag_v4)
+    if 2 * pair + 1 >= mlag_net.num_addresses:
+        raise ValueError(f"no room for the peer VLAN of MLAG pair {pair + 1} in {mlag_net}")
+    mlag_net = ipaddress.ip_network(f"{mlag_net.network_address + 2 * pair}/31")
+    mlag_address = f"{mlag_net.network_address + (j - 1) % 2}/31"
     cabled: dict[str, str] = {}
     first_server = pair * SERVERS_PER_PAIR + 1
     for k in range(first_server, min(lay.servers, first_server + SERVERS_PER_PAIR - 1) + 1):
@@ -609,6 +618,12 @@ def _switch_yml(lay: Layout, j: int, header: str) -> str:
         f"  mgmt_address: {_host(p.management_v4, p.mgmt_switch_base + j - 1)} # Management1, out of band",
         f"  loopback_v4: {_host(p.loopback_v4, lay.routers + j)}",
         f"  mlag_peer: {peer}",
+        f"  # MLAG domain: the peer link on 51/1-52/1, the peer VLAN 4094 on {mlag_net} (outside the PoP's",
+        "  # ranges: it never leaves the pair)",
+        "  mlag:",
+        f"    domain_id: {lay.name}-mlag{'' if pair == 0 else pair + 1}",
+        "    peer_link: [Ethernet51/1, Ethernet52/1]",
+        f"    address: {mlag_address}",
         "  vlans: { external: 100, internal: 200 }",
         "  ports:",
         "    # 10GBASE-T ports running at 1 GbE to the servers; peer is checked against the servers' cabling",

@@ -16,7 +16,7 @@ from typing import Any
 
 from edgepop.irq_plan import offline_plan
 from edgepop.model.pop import PopModel
-from edgepop.model.schema import Bond, Nic, Provider, Router, Server, Switch, natural_key
+from edgepop.model.schema import Bond, Nic, Router, Server, Switch, natural_key
 from edgepop.model.secrets import vault_reference
 
 StructuredConfig = dict[str, Any]
@@ -291,15 +291,36 @@ def _router_servers(model: PopModel) -> dict[str, Any]:
     }
 
 
-def _ttl_security(prov: Provider) -> bool:
-    """GTSM (RFC 5082) toward a provider: only with the provider's agreement, since both ends must
-    send TTL 255. The data model has no per-provider switch for it yet, so it is off everywhere."""
-    return False
+def _router_reflection(model: PopModel, host: str, servers: dict[str, Any]) -> dict[str, Any] | None:
+    """Provider routes toward the servers (ARP-relay design), when the PoP asks for it.
+
+    The sessions are iBGP in the PoP's AS, sourced from the router's loopback, one per server and
+    family: advertising a route learned over eBGP to an iBGP peer keeps its next hop, the
+    provider's address, where the eBGP sessions to the servers would put the router's own
+    (single-hop eBGP cannot carry a third-party next hop from another subnet). The export is
+    limited to routes from this router's providers, by their addresses.
+    """
+    if not model.pop.bgp.reflect_to_servers:
+        return None
+    rt = model.routers[host]
+    providers = model.provider_by_router(host)
+    return {
+        "asn": model.pop.asn,
+        "local_v4": rt.loopback_v4,
+        "local_v6": rt.loopback_v6,
+        "password": servers["password"],
+        "providers_v4": [p.address_v4 for p in providers if p.address_v4],
+        "providers_v6": [p.address_v6 for p in providers if p.address_v6],
+        "neighbors": [
+            {"name": nb["name"], "address_v4": nb["address_v4"], "address_v6": nb["address_v6"]}
+            for nb in servers["neighbors"]
+        ],
+    }
 
 
 def _router_gtsm(model: PopModel, host: str) -> dict[str, list[str]]:
     """Provider addresses whose BGP packets must arrive with TTL (hop limit) 255, per family."""
-    gtsm = [p for p in model.provider_by_router(host) if _ttl_security(p)]
+    gtsm = [p for p in model.provider_by_router(host) if p.ttl_security]
     return {
         "v4": [p.address_v4 for p in gtsm if p.address_v4],
         "v6": [p.address_v6 for p in gtsm if p.address_v6],
@@ -308,15 +329,11 @@ def _router_gtsm(model: PopModel, host: str) -> dict[str, list[str]]:
 
 def _router_interfaces(model: PopModel, host: str) -> list[dict[str, Any]]:
     rt = model.routers[host]
-    gtsm = [p for p in model.provider_by_router(host) if _ttl_security(p)]
     return [
         {
             **itf.model_dump(),
             # the largest Ethernet frame, header included: what Junos calls the interface mtu
             "l2_mtu": itf.mtu + 14,
-            # whether this interface's input must check the TTL of a provider's BGP packets
-            "gtsm_v4": any(p.port == itf.name and p.address_v4 for p in gtsm),
-            "gtsm_v6": any(p.port == itf.name and p.address_v6 for p in gtsm),
         }
         for itf in rt.interfaces
     ]
@@ -341,7 +358,7 @@ def _router_providers(model: PopModel, host: str) -> list[dict[str, Any]]:
                 "prefix_limit_v4": prov.prefix_limit.v4,
                 "prefix_limit_v6": prov.prefix_limit.v6,
                 "local_preference": prov.local_preference,
-                "ttl_security": _ttl_security(prov),
+                "ttl_security": prov.ttl_security,
             }
         )
     return out
@@ -396,6 +413,7 @@ def derive_router(model: PopModel, host: str) -> StructuredConfig:
             "announce_v6": list(model.pop.ranges.anycast_v6),
             "providers": _router_providers(model, host),
             "servers": servers,
+            "reflection": _router_reflection(model, host, servers),
         },
         "pinning": _router_pinning(servers) if rt.platform == "bird" else None,
     }
@@ -450,6 +468,27 @@ def _servers_by_switch(model: PopModel) -> dict[str, list[str]]:
     return index
 
 
+def _switch_mlag(model: PopModel, host: str) -> dict[str, Any] | None:
+    """The MLAG domain of a switch of a pair: its own peer-link and peer VLAN address, and the
+    other switch's address on that VLAN as the peer address."""
+    sw = model.switches[host]
+    if sw.mlag is None or sw.mlag_peer is None:
+        return None
+    partner = model.switches[sw.mlag_peer].mlag
+    if partner is None:  # the validator refuses this; derive does not guess a peer address
+        return None
+    return {
+        "domain_id": sw.mlag.domain_id,
+        "peer": sw.mlag_peer,
+        "vlan": sw.mlag.vlan,
+        "local_interface": f"Vlan{sw.mlag.vlan}",
+        "address": sw.mlag.address,
+        "peer_address": _ip(partner.address),
+        "port_channel": sw.mlag.port_channel,
+        "peer_link": sorted(sw.mlag.peer_link, key=natural_key),
+    }
+
+
 def derive_switch(model: PopModel, host: str, cabled: list[str] | None = None) -> StructuredConfig:
     sw = model.switches[host]
     channels = []
@@ -494,6 +533,7 @@ def derive_switch(model: PopModel, host: str, cabled: list[str] | None = None) -
         "loopback_v4": sw.loopback_v4,
         "router_id": sw.loopback_v4 or sw.mgmt_address,
         "mlag_peer": sw.mlag_peer,
+        "mlag": _switch_mlag(model, host),
         "vlans": [{"id": vid, "name": name} for name, vid in sorted(sw.vlans.items(), key=lambda kv: kv[1])],
         "ports": [p.model_dump() for p in sw.ports],
         "port_channels": sorted(channels, key=lambda c: c["id"]),

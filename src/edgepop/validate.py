@@ -517,6 +517,8 @@ def _check_unique_addresses(c: _Ctx) -> None:
     for name, sw in c.switches.items():
         claim(sw.mgmt_address, name, ("switch", "mgmt_address"))
         claim(sw.loopback_v4, name, ("switch", "loopback_v4"))
+        if sw.mlag is not None:
+            claim(sw.mlag.address, name, ("switch", "mlag", "address"))
     for name, ctl in c.controls.items():
         claim(ctl.mgmt_address, name, ("control", "mgmt_address"))
         claim(ctl.lan_address_v4, name, ("control", "lan_address_v4"))
@@ -949,6 +951,79 @@ def _check_switch_port_peers(c: _Ctx, used: dict[tuple[str, str], str], miscable
                 c.err(name, keys, f"says {port.peer} is cabled here, but {host} does not cable {nic_name} to a switch")
 
 
+def _check_mlag(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
+    """The MLAG domain of each pair: present exactly where it can be rendered, a peer link made of
+    free ports, and two switches that agree on the domain, the peer VLAN and its /31 or /30."""
+    r = c.pop.ranges
+    ranges = [
+        (key, value)
+        for key in ("lan_v4", "internal_v4", "loopback_v4", "management_v4")
+        if (value := getattr(r, key)) is not None
+    ] + [(f"anycast_v4[{i}]", n) for i, n in enumerate(r.anycast_v4)]
+    for name, sw in c.switches.items():
+        m = sw.mlag
+        if m is None:
+            if sw.mlag_peer is not None and sw.platform == "eos":
+                c.err(
+                    name,
+                    ("switch", "mlag_peer"),
+                    "an EOS switch with an mlag_peer needs `mlag` (domain_id, peer_link, address) for its MLAG domain",
+                )
+            continue
+        base: tuple[str | int, ...] = ("switch", "mlag")
+        if sw.platform != "eos":
+            c.err(name, base, f"MLAG is rendered for EOS switches only, not {sw.platform}")
+            continue
+        if sw.mlag_peer is None:
+            c.err(name, base, "an MLAG domain needs mlag_peer: the other switch of the pair")
+        ports = {p.name: p for p in sw.ports}
+        for i, port in enumerate(m.peer_link):
+            keys = (*base, "peer_link", i)
+            if port in m.peer_link[:i]:
+                c.err(name, keys, f"port {port!r} is listed twice")
+            elif port not in ports:
+                c.err(name, keys, f"switch {name!r} has no port {port!r}")
+            elif (name, port) in used:
+                c.err(name, keys, f"port {port!r} is cabled to {used[(name, port)]}, not to the other switch")
+            elif ports[port].peer is not None:
+                c.err(name, keys, f"port {port!r} says its peer is {ports[port].peer}, not the other switch")
+        if m.port_channel <= len(sw.ports):
+            c.err(
+                name,
+                (*base, "port_channel"),
+                f"Port-Channel{m.port_channel} may be a server port-channel: those are numbered by port "
+                f"position, 1 to {len(sw.ports)} on {name}",
+            )
+        if m.vlan in sw.vlans.values():
+            group = next(g for g, vid in sw.vlans.items() if vid == m.vlan)
+            c.err(name, (*base, "vlan"), f"VLAN {m.vlan} is already the {group} VLAN of {name}")
+        net = ipaddress.ip_interface(m.address).network
+        for key, rng in ranges:
+            if net.overlaps(_net(rng)):
+                c.err(
+                    name,
+                    (*base, "address"),
+                    f"{net} overlaps {key} ({rng}): the peer VLAN is private to the pair",
+                )
+        peer = c.switches.get(sw.mlag_peer) if sw.mlag_peer is not None else None
+        if peer is None or peer.mlag is None or peer.mlag_peer != name or peer.platform != "eos":
+            continue  # reported on mlag_peer or on the other switch
+        if natural_key(name) < natural_key(sw.mlag_peer or ""):
+            continue  # the pair is compared once, on its second switch
+        pm = peer.mlag
+        if m.domain_id != pm.domain_id:
+            c.err(name, (*base, "domain_id"), f"{m.domain_id!r} differs from {sw.mlag_peer}'s {pm.domain_id!r}")
+        if m.vlan != pm.vlan:
+            c.err(name, (*base, "vlan"), f"VLAN {m.vlan} differs from {sw.mlag_peer}'s peer VLAN {pm.vlan}")
+        mine, theirs = ipaddress.ip_interface(m.address), ipaddress.ip_interface(pm.address)
+        if mine.network != theirs.network:
+            c.err(
+                name,
+                (*base, "address"),
+                f"{m.address} and {sw.mlag_peer}'s {pm.address} are not in one point-to-point network",
+            )
+
+
 def _check_controls(c: _Ctx) -> None:
     for name, ctl in c.controls.items():
         if not _in_any(ctl.mgmt_address, [c.pop.ranges.management_v4]):
@@ -1091,6 +1166,7 @@ def validate_inventory(root: Path) -> Report:
         used = _check_switches(ctx)
         miscabled = _check_servers(ctx, used)
         _check_switch_port_peers(ctx, used, miscabled)
+        _check_mlag(ctx, used)
         _check_controls(ctx)
 
     report = Report(root=root, errors=sorted(col.issues))

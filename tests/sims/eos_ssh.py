@@ -31,10 +31,13 @@ from sims.eos_model import Block, CliError, EosDevice, Session
 class _Auth(paramiko.ServerInterface):
     def __init__(self, users: dict[str, str]) -> None:
         self.users = users
+        self.username = ""
         self.shell = threading.Event()
 
     def check_auth_password(self, username: str, password: str) -> int:
         ok = self.users.get(username) == password
+        if ok:
+            self.username = username
         return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
 
     def get_allowed_auths(self, username: str) -> str:
@@ -175,9 +178,11 @@ class Shell:
 
 
 class SshServer:
-    """Start with `start()`, stop with `stop()`; `port` is the ephemeral port on 127.0.0.1."""
+    """Start with `start()`, stop with `stop()`; `port` is the ephemeral port on 127.0.0.1.
 
-    def __init__(self, device: EosDevice, users: dict[str, str] | None = None) -> None:
+    One `make_shell(username)` per session; a subclass serves another CLI over the same loop."""
+
+    def __init__(self, device: Any, users: dict[str, str] | None = None) -> None:
         self.device = device
         self.users = users or {"admin": "admin"}
         self.host_key = paramiko.ECDSAKey.generate()
@@ -189,7 +194,11 @@ class SshServer:
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
         self._transports: list[paramiko.Transport] = []
-        self._thread = threading.Thread(target=self._accept, name="sim-eos-ssh", daemon=True)
+        self._thread = threading.Thread(target=self._accept, name=f"sim-{type(self).__name__}", daemon=True)
+
+    def make_shell(self, username: str) -> Any:
+        """The CLI state of one session: `prompt()` and `run(line)` (None ends the session)."""
+        return Shell(self.device)
 
     def start(self) -> SshServer:
         self._thread.start()
@@ -226,7 +235,7 @@ class SshServer:
         if chan is None or not auth.shell.wait(10):
             transport.close()
             return
-        shell = Shell(self.device)
+        shell = self.make_shell(auth.username)
         try:
             chan.sendall(f"\r\n{shell.prompt()}".encode())
             buf = b""

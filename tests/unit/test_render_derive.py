@@ -170,8 +170,11 @@ def test_router_interfaces_carry_the_l2_mtu() -> None:
     assert mtus["et-0/0/1"] == (1500, 1514)
 
 
-def test_ttl_security_is_off_until_the_model_can_ask_for_it() -> None:
-    for _, sc in routers("junos-router"):
-        assert all(p["ttl_security"] is False for p in sc["bgp"]["providers"])
-        assert sc["gtsm"] == {"v4": [], "v6": []}
-        assert not any(i["gtsm_v4"] or i["gtsm_v6"] for i in sc["interfaces"])
+def test_ttl_security_follows_the_provider() -> None:
+    rtr1, rtr2 = configs("junos-router")["rtr1"], configs("junos-router")["rtr2"]
+    assert {p["name"]: p["ttl_security"] for p in rtr1["bgp"]["providers"]} == {"transit-a": True, "peer-c": True}
+    assert [p["ttl_security"] for p in rtr2["bgp"]["providers"]] == [False]
+    assert rtr2["gtsm"] == {"v4": [], "v6": []}
+    fra1 = derive_all(load_valid(GOLDEN.parents[2] / "inventory" / "examples" / "fra1"))
+    routers = [sc for sc in fra1.values() if sc["kind"] == "router"]
+    assert routers and all(not p["ttl_security"] for sc in routers for p in sc["bgp"]["providers"])

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import edgepop.derive
-from edgepop.derive import StructuredConfig, derive_all
+from edgepop.derive import derive_all
 from edgepop.model.pop import PopModel
 from edgepop.render import render_device, render_pop
 from edgepop.validate import load_valid
@@ -267,7 +267,8 @@ def test_junos_router_groups_and_policies() -> None:
     policy = policy[: policy.index("\n    }\n")]
     assert policy.count("then accept;") == 2 and policy.endswith("        then reject;")
     assert re.findall(r"prefix-list (\S+);", policy) == ["anycast-hosts-v4", "anycast-hosts-v6"]
-    assert "ttl 255;" not in conf and "firewall {" not in conf
+    other = files("junos-router")["rtr2/junos.conf"]  # transit-b has no TTL security
+    assert "ttl 255;" not in other and "firewall {" not in other and "gtsm" not in other
 
 
 def test_eos_switch_port_channels() -> None:
@@ -286,36 +287,42 @@ def _bird() -> str | None:
     return shutil.which("bird", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
 
 
-def _with_gtsm(monkeypatch: pytest.MonkeyPatch, name: str) -> dict[str, StructuredConfig]:
-    def always(prov: Any) -> bool:
-        return True
-
-    monkeypatch.setattr(edgepop.derive, "_ttl_security", always)
-    return derive_all(model(name))
-
-
-def test_junos_ttl_security_when_a_provider_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
-    sc = _with_gtsm(monkeypatch, "junos-router")["rtr1"]
+def test_junos_ttl_security_when_a_provider_agrees() -> None:
+    """transit-a (IPv4 + IPv6) and peer-c (IPv4) have ttl_security; the filters guard lo0."""
+    sc = derive_all(model("junos-router"))["rtr1"]
     assert sc["gtsm"] == {"v4": ["198.51.100.193", "198.51.100.195"], "v6": ["2001:db8:ffff:a::1"]}
     conf = render_device(sc)["junos.conf"]
     _junos_well_formed(conf)
-    assert conf.count("ttl 255;") == 3  # transit-a v4 + v6, peer-c v4
+    neighbors = re.findall(r"^            neighbor (\S+) \{\n(.*?)^            \}$", conf, re.M | re.S)
+    with_ttl = sorted(address for address, body in neighbors if "ttl 255;" in body)
+    assert with_ttl == ["198.51.100.193", "198.51.100.195", "2001:db8:ffff:a::1"]
+    statements = [line for line in conf.splitlines() if not line.lstrip().startswith("#")]
+    assert not any("multihop" in line for line in statements), "GTSM stays single-hop: only its TTL changes"
     assert "198.51.100.193/32;" in conf and "198.51.100.195/32;" in conf and "2001:db8:ffff:a::1/128;" in conf
-    assert "ttl-except 255;" in conf and "hop-limit-except 255;" in conf
-    assert conf.count("input gtsm-v4;") == 2 and conf.count("input gtsm-v6;") == 1  # provider ports only
-    lan = conf[conf.index("    et-0/0/0 {") : conf.index("    et-0/0/1 {")]
-    assert "gtsm" not in lan
+    v4 = conf[conf.index("        filter gtsm-v4 {") : conf.index("    family inet6 {\n        filter gtsm-v6")]
+    assert "protocol tcp;" in v4 and "port bgp;" in v4 and "ttl-except 255;" in v4
+    assert v4.index("discard;") < v4.index("term other {") and "then accept;" in v4
+    v6 = conf[conf.index("        filter gtsm-v6 {") :]
+    assert "next-header tcp;" in v6 and "port bgp;" in v6 and "hop-limit-except 255;" in v6
+    # on lo0, which sees the router's own traffic from any port, not on the provider ports
+    lo0 = conf[conf.index("    lo0 {") : conf.index("routing-options {")]
+    assert "input gtsm-v4;" in lo0 and "input gtsm-v6;" in lo0
+    assert conf.count("input gtsm-v4;") == 1 and conf.count("input gtsm-v6;") == 1
 
 
-def test_bird_ttl_security_when_a_provider_agrees(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    sc = _with_gtsm(monkeypatch, "bird-edge")["rtr1"]
+def test_bird_ttl_security_when_a_provider_agrees(tmp_path: Path) -> None:
+    sc = derive_all(model("bird-edge"))["rtr1"]
     conf = render_device(sc)["bird.conf"]
     assert conf.count("ttl security on;") == 1  # transit-x has IPv4 only
+    session = conf[conf.index("protocol bgp provider_transit_x_v4 {") :]
+    assert "ttl security on;" in session[: session.index("\n}\n")]
+    providers = re.findall(r"^protocol bgp provider_\S+ \{\n(.*?)^\}", conf, re.M | re.S)
+    assert providers and not any("multihop" in body for body in providers)
     bird = _bird()
     if bird is None:
         pytest.skip("the bird binary (Debian package bird2) is not installed")
     path = tmp_path / "bird.conf"
-    path.write_text(conf)
+    path.write_text(conf.replace("<vault:", "secret-").replace(">", ""))
     proc = subprocess.run([bird, "-p", "-c", str(path)], capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
 

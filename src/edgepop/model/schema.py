@@ -125,6 +125,12 @@ class Bgp(Strict):
         description="TCP-MD5 password of every session between the servers and the routers (ansible-vault); "
         "none: no password",
     )
+    reflect_to_servers: bool = Field(
+        default=False,
+        description="ARP-relay design: each router also sends the routes it learns from its providers to every "
+        "server, over an iBGP session per server and family from its loopback, with the provider as next hop "
+        "(unchanged), so servers send straight to the provider's MAC (arprelay); false: servers get no routes",
+    )
 
     @model_validator(mode="after")
     def _timers(self) -> Bgp:
@@ -188,6 +194,11 @@ class Provider(Strict):
     password: Secret | None = Field(default=None, description="BGP session password (ansible-vault)")
     prefix_limit: PrefixLimit
     local_preference: int = Field(default=100, ge=0, le=4294967295, description="local preference of its routes")
+    ttl_security: bool = Field(
+        default=False,
+        description="GTSM (RFC 5082): send BGP at TTL 255 and accept this provider's BGP packets only at TTL 255; "
+        "both ends must have it, so only with the provider's agreement",
+    )
 
     @model_validator(mode="after")
     def _some_address(self) -> Provider:
@@ -312,6 +323,39 @@ class Uplink(Strict):
     router_port: str = Field(min_length=1)
 
 
+class Mlag(Strict):
+    """The MLAG domain of an EOS switch pair: the peer link that bundles the ports cabled between the
+    two switches, and the peer VLAN the two MLAG agents talk over. Both switches of the pair carry
+    one, with the same domain_id and vlan and their two addresses in one /31 or /30."""
+
+    domain_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="MLAG domain name, the same on both switches"
+    )
+    peer_link: list[str] = Field(
+        min_length=1, description="ports cabled to the other switch, bundled into the peer-link port-channel"
+    )
+    port_channel: int = Field(
+        default=2000,
+        ge=1,
+        le=2000,
+        description="number of the peer-link port-channel; server port-channels take 1 up to the number of ports",
+    )
+    vlan: int = Field(default=4094, ge=2, le=4094, description="peer VLAN, carried on the peer link only")
+    address: IPv4Iface = Field(
+        description="this switch's address on the peer VLAN, address/31 or /30; the other switch has the other one"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _point_to_point(cls, v: str) -> str:
+        net = ipaddress.ip_interface(v).network
+        if net.prefixlen not in (30, 31):
+            raise ValueError(f"expected a /31 or /30 (two switches on a point-to-point VLAN), got /{net.prefixlen}")
+        if net.prefixlen == 30 and ipaddress.ip_interface(v).ip == net.broadcast_address:
+            raise ValueError(f"{v} is the broadcast address of {net}, not a host address")
+        return v
+
+
 class Switch(Strict):
     """A PoP switch: server-facing LACP port-channels derived from the servers' bonds, plus uplinks."""
 
@@ -320,6 +364,9 @@ class Switch(Strict):
     mgmt_address: IPv4Addr
     loopback_v4: IPv4Addr | None = None
     mlag_peer: Name | None = Field(default=None, description="the other switch of an MLAG pair, if any")
+    mlag: Mlag | None = Field(
+        default=None, description="the MLAG domain; required on an EOS switch with an mlag_peer, EOS only"
+    )
     ports: list[SwitchPort] = Field(min_length=1)
     uplinks: list[Uplink] = Field(default_factory=list)
     vlans: dict[str, int] = Field(

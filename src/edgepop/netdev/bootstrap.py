@@ -1,30 +1,60 @@
-"""First contact with a factory-fresh EOS switch: turn on eAPI over an SSH CLI session (netmiko).
+"""First contact with a factory-fresh device over an SSH CLI session (netmiko): turn on the API
+that NAPALM needs, eAPI on EOS and NETCONF on Junos.
 
-NAPALM's eos driver talks eAPI, which a new switch does not serve yet; the console or SSH CLI is
-all there is. This is the one place a CLI session is the right tool: three config lines, a save,
-and a check that the API now runs. It reads state first and changes nothing when eAPI is already
-on; a refused line fails before anything is saved. Show commands here are parsed with TextFSM
-(ntc-templates), the way a CLI's text should be read when no JSON is on offer.
+NAPALM's eos driver talks eAPI and its junos driver NETCONF; a new box serves neither, and the
+console or SSH CLI is all there is. This is the one place a CLI session is the right tool: a few
+config lines, a save or commit, and a check that the API is now on. Each function reads state
+first and changes nothing when the API is already on; a refused line fails before anything is
+saved or committed. Show commands here are parsed with TextFSM (ntc-templates), the way a CLI's
+text should be read when no structured output is on offer.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgepop.netdev.drivers import EOS_CLI_ERROR
-from edgepop.netdev.errors import ConfigRejected, NetdevError, classify
+from edgepop.netdev.errors import ConfigLocked, ConfigRejected, NetdevError, classify
 
 EAPI_ON = ["management api http-commands", "protocol https", "no shutdown"]
+NETCONF_ON = ["set system services netconf ssh"]
+NETCONF_SHOW = "show configuration system services netconf | display set"
+JUNOS_CLI_ERROR = r"syntax error|unknown command|(?m:^error:)"
+"""What the Junos CLI prints for a refused line: netmiko raises on it."""
 
 
 @dataclass
 class BootstrapResult:
     host: str
     changed: bool
-    eapi_enabled: bool
+    enabled: bool
+    """Whether the API (eAPI, NETCONF) is on once the call returns."""
     facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def eapi_enabled(self) -> bool:
+        return self.enabled
+
+
+def _connect(host: str, device_type: str, address: str, username: str, password: str, port: int, timeout: int) -> Any:
+    from netmiko import ConnectHandler
+
+    try:
+        return ConnectHandler(
+            device_type=device_type,
+            host=address,
+            port=port,
+            username=username,
+            password=password,
+            timeout=timeout,
+            conn_timeout=timeout,
+            auth_timeout=timeout,
+        )
+    except Exception as exc:
+        raise classify(host, exc, "opening an SSH session") from exc
 
 
 def _eapi_enabled(conn: Any) -> bool:
@@ -36,7 +66,7 @@ def _eapi_enabled(conn: Any) -> bool:
 
 
 def show_version(conn: Any) -> dict[str, Any]:
-    """`show version` parsed with ntc-templates' TextFSM template for arista_eos."""
+    """`show version` parsed with ntc-templates' TextFSM template for the session's platform."""
     parsed = conn.send_command("show version", use_textfsm=True)
     if not isinstance(parsed, list) or not parsed:
         raise NetdevError(conn.host, f"show version did not parse: {parsed!r}")
@@ -54,28 +84,16 @@ def enable_eapi(
     check: bool = False,
 ) -> BootstrapResult:
     """Turn on eAPI (HTTPS) on an EOS switch reached over SSH; idempotent; `check` changes nothing."""
-    from netmiko import ConfigInvalidException, ConnectHandler
+    from netmiko import ConfigInvalidException
 
-    try:
-        conn = ConnectHandler(
-            device_type="arista_eos",
-            host=address,
-            port=port,
-            username=username,
-            password=password,
-            timeout=timeout,
-            conn_timeout=timeout,
-            auth_timeout=timeout,
-        )
-    except Exception as exc:
-        raise classify(host, exc, "opening an SSH session") from exc
+    conn = _connect(host, "arista_eos", address, username, password, port, timeout)
     try:
         conn.enable()
         facts = show_version(conn)
         if _eapi_enabled(conn):
-            return BootstrapResult(host, changed=False, eapi_enabled=True, facts=facts)
+            return BootstrapResult(host, changed=False, enabled=True, facts=facts)
         if check:
-            return BootstrapResult(host, changed=True, eapi_enabled=False, facts=facts)
+            return BootstrapResult(host, changed=True, enabled=False, facts=facts)
         try:
             conn.send_config_set(EAPI_ON, error_pattern=EOS_CLI_ERROR)
         except ConfigInvalidException as exc:
@@ -84,10 +102,66 @@ def enable_eapi(
         conn.save_config()
         if not _eapi_enabled(conn):
             raise NetdevError(host, "eAPI is configured but does not report enabled")
-        return BootstrapResult(host, changed=True, eapi_enabled=True, facts=facts)
+        return BootstrapResult(host, changed=True, enabled=True, facts=facts)
     except NetdevError:
         raise
     except Exception as exc:
         raise classify(host, exc, "enabling eAPI") from exc
     finally:
         conn.disconnect()
+
+
+def _netconf_enabled(conn: Any) -> bool:
+    """Whether the committed config has `system services netconf ssh`."""
+    lines = conn.send_command(NETCONF_SHOW).splitlines()
+    if any(re.search(JUNOS_CLI_ERROR, line) for line in lines):
+        raise NetdevError(conn.host, f"unexpected answer to {NETCONF_SHOW}: {lines!r}")
+    return any(line.split()[:5] == ["set", "system", "services", "netconf", "ssh"] for line in lines)
+
+
+def enable_netconf(
+    host: str,
+    address: str,
+    username: str,
+    password: str,
+    *,
+    port: int = 22,
+    timeout: int = 30,
+    check: bool = False,
+) -> BootstrapResult:
+    """Turn on NETCONF over SSH on a Junos router reached over its SSH CLI; idempotent; `check`
+    changes nothing. A `root` login on a factory-fresh box lands in the shell; netmiko starts the
+    CLI from there. The change is committed (`commit and-quit`): Junos has no separate save."""
+    from netmiko import ConfigInvalidException
+
+    conn = _connect(host, "juniper_junos", address, username, password, port, timeout)
+    try:
+        facts = show_version(conn)
+        if _netconf_enabled(conn):
+            return BootstrapResult(host, changed=False, enabled=True, facts=facts)
+        if check:
+            return BootstrapResult(host, changed=True, enabled=False, facts=facts)
+        try:
+            conn.send_config_set(NETCONF_ON, exit_config_mode=False, error_pattern=JUNOS_CLI_ERROR)
+            conn.commit(and_quit=True)
+        except (ConfigInvalidException, ValueError) as exc:
+            _discard(conn)
+            if "database locked" in str(exc):
+                raise ConfigLocked(host, f"the configuration is locked by another session: {exc}") from exc
+            raise ConfigRejected(host, f"enabling NETCONF was refused: {exc}") from exc
+        if not _netconf_enabled(conn):
+            raise NetdevError(host, "NETCONF is committed but the configuration does not show it")
+        return BootstrapResult(host, changed=True, enabled=True, facts=facts)
+    except NetdevError:
+        raise
+    except Exception as exc:
+        raise classify(host, exc, "enabling NETCONF") from exc
+    finally:
+        conn.disconnect()
+
+
+def _discard(conn: Any) -> None:
+    """Leave configuration mode without our uncommitted change in the shared candidate."""
+    if conn.check_config_mode():
+        conn.send_command("rollback 0", expect_string=r"#")
+        conn.exit_config_mode()
