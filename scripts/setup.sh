@@ -14,6 +14,7 @@ APT_PACKAGES=(
   mmdebstrap zstd      # the project's Debian image, built from Debian packages
   nftables iproute2    # the lab's forwarding guard, veth cabling and network namespaces
   busybox              # tiny httpd for the health agent's lab test
+  nginx-light          # the frontline proxy's release test and bench/upgrade.py
 )
 VENV=.venv
 PYTHON=${PYTHON:-python3}
@@ -35,10 +36,12 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# bird2 starts a system-wide daemon on install; the project runs its own instances only.
-if systemctl is-enabled bird.service >/dev/null 2>&1; then
-  systemctl disable --now bird.service >/dev/null 2>&1 || true
-fi
+# bird2 and nginx start system-wide daemons on install; the project runs its own instances only.
+for unit in bird.service nginx.service; do
+  if systemctl is-enabled "$unit" >/dev/null 2>&1; then
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  fi
+done
 
 # The lab reaches its boxes over an --internal podman network. With the CNI backend (what Debian's
 # podman falls back to once it has images) such a network leaves the host without an address on it,

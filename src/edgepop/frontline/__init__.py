@@ -1,0 +1,1 @@
+"""The frontline proxy: per-core NGINX instances and their one-core-at-a-time release."""
