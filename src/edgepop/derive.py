@@ -38,6 +38,9 @@ SERVER_SYSCTL: dict[str, str] = {
     "net.ipv4.conf.all.arp_announce": "2",
     "net.ipv4.conf.all.rp_filter": "0",
     "net.ipv4.conf.default.rp_filter": "0",
+    # a frontline instance that stops hands the connections still queued on its listener to another
+    # instance's (reuseport) instead of resetting them
+    "net.ipv4.tcp_migrate_req": "1",
 }
 
 
