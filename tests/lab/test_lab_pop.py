@@ -7,6 +7,7 @@ lab up itself and takes it down in `finally`, also when it fails.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -29,6 +30,9 @@ if os.geteuid() != 0 or not all(shutil.which(t) for t in ("podman", "nft", "mmde
     pytest.skip("the lab needs root, podman, nft, nsenter and mmdebstrap", allow_module_level=True)
 
 
+LAB_VETH = re.compile(r"^ep[0-9a-f]{8}[ab]$")
+
+
 def _out(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
 
@@ -39,7 +43,8 @@ def _leftovers() -> dict[str, str]:
         "containers": _out("podman", "ps", "-a", "--filter", f"label={LABEL}=lab1", "--format", "{{.Names}}").strip(),
         "networks": _out("podman", "network", "ls", "--filter", f"label={LABEL}=lab1", "--format", "{{.Name}}").strip(),
         "nft": _out("nft", "list", "tables").count("edgepop_lab_lab1") * "edgepop_lab_lab1",
-        "host veths": " ".join(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith("ep")),
+        # the lab's own temporary cable ends: ep<8 hex digits>a|b (runtime._cable)
+        "host veths": " ".join(p.name for p in Path("/sys/class/net").iterdir() if LAB_VETH.match(p.name)),
     }
 
 
