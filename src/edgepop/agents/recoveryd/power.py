@@ -28,6 +28,11 @@ class PowerError(Exception):
     """A power action failed: the device is unreachable, refused, or answered something unexpected."""
 
 
+def _why(exc: Exception) -> str:
+    text = str(exc)
+    return "no answer" if text in ("", "None") else text
+
+
 # --- IPMI --------------------------------------------------------------------------------------
 
 
@@ -48,7 +53,7 @@ def _ipmi(cfg: IpmiConfig) -> Any:
             bmc=cfg.address, userid=cfg.username, password=cfg.password.get_secret_value(), port=cfg.port
         )
     except IpmiException as exc:
-        raise PowerError(f"BMC {cfg.address}:{cfg.port}: {exc or 'no answer'}") from None
+        raise PowerError(f"BMC {cfg.address}:{cfg.port}: {_why(exc)}") from None
     _SESSIONS[key] = cmd
     return cmd
 
@@ -64,7 +69,7 @@ def ipmi_status(cfg: IpmiConfig) -> PowerState:
         state = _ipmi(cfg).get_power()["powerstate"]
     except IpmiException as exc:
         _drop(cfg)
-        raise PowerError(f"BMC {cfg.address}:{cfg.port}: chassis status: {exc}") from None
+        raise PowerError(f"BMC {cfg.address}:{cfg.port}: chassis status: {_why(exc)}") from None
     if state not in ("on", "off"):
         raise PowerError(f"BMC {cfg.address}:{cfg.port}: unexpected power state {state!r}")
     return "on" if state == "on" else "off"
@@ -77,7 +82,7 @@ def ipmi_set(cfg: IpmiConfig, state: PowerState) -> None:
         _ipmi(cfg).set_power(state, wait=False)
     except IpmiException as exc:
         _drop(cfg)
-        raise PowerError(f"BMC {cfg.address}:{cfg.port}: power {state}: {exc}") from None
+        raise PowerError(f"BMC {cfg.address}:{cfg.port}: power {state}: {_why(exc)}") from None
 
 
 def ipmi_cycle(cfg: IpmiConfig) -> str:
@@ -93,7 +98,7 @@ def ipmi_cycle(cfg: IpmiConfig) -> str:
         rsp = cmd.raw_command(netfn=0x00, command=_CHASSIS_CONTROL, data=[_POWER_CYCLE])
     except IpmiException as exc:
         _drop(cfg)
-        raise PowerError(f"BMC {cfg.address}:{cfg.port}: power cycle: {exc}") from None
+        raise PowerError(f"BMC {cfg.address}:{cfg.port}: power cycle: {_why(exc)}") from None
     if rsp.get("code", 0) != 0:
         raise PowerError(f"BMC {cfg.address}:{cfg.port}: power cycle refused: {rsp.get('error', rsp['code'])}")
     return "chassis power cycle"
