@@ -105,13 +105,23 @@ class Backoff(_Settings):
 class RouterSettings(_Settings):
     """Where recoveryd reads the BGP sessions of the servers and holds a recovering server's routes."""
 
-    socket: str = Field(default="/run/bird/bird.ctl", min_length=1, description="the router's BIRD control socket")
+    socket: str | None = Field(
+        default="/run/bird/bird.ctl",
+        min_length=1,
+        description="the router's BIRD control socket; none: no BGP signal and no route hold",
+    )
     timeout_s: float = Field(default=2.0, gt=0, le=30)
     hold_routes: bool = Field(
         default=True,
         description="disable the router's sessions to a dead server before cycling it and enable them only "
         "after it verified clean, so a half-booted server attracts no traffic",
     )
+
+    @model_validator(mode="after")
+    def _hold_needs_socket(self) -> RouterSettings:
+        if self.hold_routes and self.socket is None:
+            raise ValueError("hold_routes needs the router's socket")
+        return self
 
 
 class SnmpModel(_Settings):

@@ -84,6 +84,8 @@ class Daemon:
     # --- probes ----------------------------------------------------------------------------------
 
     def _router(self) -> dict[str, Protocol] | None:
+        if self.config.router.socket is None:
+            return None
         try:
             with BirdControl(self.config.router.socket, timeout=self.config.router.timeout_s) as bird:
                 return bird.show_protocols()
@@ -155,7 +157,7 @@ class Daemon:
 
     def _routes(self, action: Action, enable: bool) -> None:
         srv = self.by_name[action.server]
-        if self.config.dry_run or not srv.router_protocols:
+        if self.config.dry_run or not srv.router_protocols or self.config.router.socket is None:
             return
         try:
             with BirdControl(self.config.router.socket, timeout=self.config.router.timeout_s) as bird:
