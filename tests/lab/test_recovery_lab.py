@@ -137,6 +137,7 @@ class Lab:
             "backoff": {"initial_s": 60, "factor": 2, "max_s": 600, "reset_after_s": 600},
             "router": {"socket": self.fab.router.bird_socket, "timeout_s": 1},
             "audit_log": str(self.audit_path),
+            "state_file": str(self.workdir / "recoveryd-state.json"),
             "alert_command": ["sh", "-c", f"cat >> {self.alerts_path}; echo >> {self.alerts_path}"],
             "status": {"listen": "127.0.0.1", "port": 9181},
             "pdus": [

@@ -310,3 +310,30 @@ def test_invalid_configs_name_the_key(change: dict[str, Any], expect: str) -> No
     assert any(expect in line for line in err.value.errors), err.value.errors
     assert all(line.startswith("recoveryd.yml: ") for line in err.value.errors)
     assert PASSWORD not in json.dumps(err.value.errors)
+
+
+def test_held_servers_adopted_after_a_restart_verify_before_release() -> None:
+    h = Harness(config(router={"hold_routes": True}))
+    h.core.adopt_held(["srv2"], h.now)
+    assert h.core.held() == ["srv2"] and h.state("srv2") == "verify"
+    out = h.round(1.0) + h.round(1.0)
+    assert [(a.kind, a.server) for a in out] == [("release_routes", "srv2")]
+    assert h.audit("srv2") == ["adopted_held", "verified", "released"]
+
+
+def test_held_server_adopted_dead_fails_verification_alerts_and_is_cycled() -> None:
+    h = Harness(config())
+    h.core.adopt_held(["srv2"], h.now)
+    h.run(119, srv2=DEAD)
+    assert h.state("srv2") == "verify" and h.cycles() == []
+    h.run(2)
+    assert h.cycles("release_routes") == [], "never released without verifying"
+    assert [a.event["event"] for a in h.actions if a.kind == "alert" and a.event] == ["recovery_failed"]
+    assert h.cycles() == [("srv2", "ipmi")], "it is dead and was never cycled: no backoff to wait for"
+    assert h.audit("srv2")[:4] == ["adopted_held", "failed", "retry_after_backoff", "ipmi_cycle"]
+
+
+def test_dry_run_holds_nothing() -> None:
+    h = Harness(config(dry_run=True))
+    h.run(11, srv1=DEAD)
+    assert h.state("srv1") == "cycling" and h.core.held() == []

@@ -123,3 +123,47 @@ def test_cli_check_and_print_config_mask_credentials(tmp_path: Path) -> None:
     assert f"{conf}: servers[0].ipmi.pasword: Extra inputs are not permitted" in bad.stderr
     assert PASSWORD not in bad.stderr
     assert _cli("--check-config", "--config", str(tmp_path / "missing.yml")).returncode == 66
+
+
+def _daemon_config(tmp_path: Path, **extra: Any) -> Any:
+    from edgepop.agents.recoveryd.config import parse_config
+
+    data = {
+        "pop": "lab1",
+        "audit_log": str(tmp_path / "audit.jsonl"),
+        "state_file": str(tmp_path / "state.json"),
+        "router": {"socket": str(tmp_path / "no-router.ctl"), "timeout_s": 0.2},
+        "servers": [
+            {
+                "name": "srv1",
+                "reach": {"address": "127.0.0.1", "port": 9},
+                "ipmi": {"address": "127.0.0.1", "username": "admin", "password": PASSWORD},
+            }
+        ],
+        **extra,
+    }
+    return parse_config(data, "recoveryd.yml")
+
+
+def test_dry_run_audits_the_power_action_and_switches_nothing(tmp_path: Path) -> None:
+    from edgepop.agents.recoveryd.audit import read_audit
+    from edgepop.agents.recoveryd.core import Action
+    from edgepop.agents.recoveryd.daemon import Daemon
+
+    daemon = Daemon(_daemon_config(tmp_path, dry_run=True))
+    daemon.execute([Action("power_cycle", "srv1", "dead: reach, healthd failing", method="ipmi")])
+    assert daemon.results.get(timeout=5) == ("srv1", "ipmi", True, "dry run: not carried out")
+    assert [r["action"] for r in read_audit(tmp_path / "audit.jsonl")] == ["would_ipmi_cycle"]
+
+
+def test_held_sessions_survive_a_restart(tmp_path: Path) -> None:
+    from edgepop.agents.recoveryd.audit import read_audit
+    from edgepop.agents.recoveryd.daemon import Daemon
+
+    (tmp_path / "state.json").write_text(json.dumps({"held": ["srv1", "gone"]}))
+    daemon = Daemon(_daemon_config(tmp_path))
+    assert daemon.core.servers["srv1"].state == "verify"
+    assert [r["action"] for r in read_audit(tmp_path / "audit.jsonl")] == ["adopted_held"]
+    daemon.core.servers["srv1"].state = "healthy"  # released
+    daemon._save_held()
+    assert json.loads((tmp_path / "state.json").read_text()) == {"held": []}

@@ -209,6 +209,12 @@ class RecoverydConfig(_Settings):
     backoff: Backoff = Backoff()
     router: RouterSettings = RouterSettings()
     audit_log: str = Field(default="/var/log/edgepop/recovery-audit.jsonl", min_length=1)
+    state_file: str = Field(
+        default="/var/lib/edgepop/recoveryd.json",
+        min_length=1,
+        description="the servers whose router sessions recoveryd holds, so a restart releases them only "
+        "after they verify",
+    )
     alert_command: list[str] | None = Field(
         default=None, min_length=1, description="argv run with the event as JSON on stdin; none: log only"
     )

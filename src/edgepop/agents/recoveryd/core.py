@@ -100,6 +100,23 @@ class Recovery:
         self.pop_hold_alerted = False
         self.pending: list[Action] = []
 
+    def adopt_held(self, names: list[str], now: float) -> None:
+        """Servers whose router sessions a previous instance held: they must verify before release,
+        like a server that has just come back (a dead one fails verification and is alerted on)."""
+        for name in names:
+            st = self.servers.get(name)
+            if st is None:
+                continue
+            self._enter(st, "verify", now)
+            st.deadline = now + self.config.decision.verify_timeout_s
+            self._audit(st, "adopted_held", "its sessions were held by the previous recoveryd")
+
+    def held(self) -> list[str]:
+        """Servers whose router sessions recoveryd holds now."""
+        if not self.config.router.hold_routes or self.config.dry_run:
+            return []
+        return [name for name, st in self.servers.items() if st.state in HELD]
+
     # --- inputs ----------------------------------------------------------------------------------
 
     def observe(self, now: float, server: str, obs: Observation) -> None:

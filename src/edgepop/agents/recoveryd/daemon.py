@@ -28,6 +28,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -73,6 +74,12 @@ class Daemon:
         self.core = Recovery(config, self.audit.write, clock())
         self.by_name = {s.name: s for s in config.servers}
         self.pdus = {p.name: p for p in config.pdus}
+        self._held: list[str] = []
+        adopted = self._load_held()
+        if adopted:
+            self.log.warning("adopting servers whose sessions were held", servers=",".join(adopted))
+            self.core.adopt_held(adopted, clock())
+            self._held = self.core.held()
         self.results: queue.Queue[tuple[str, Method, bool, str]] = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=max(4, 2 * len(config.servers)), thread_name_prefix="probe")
         self.wake = threading.Event()
@@ -201,6 +208,33 @@ class Daemon:
             elif action.kind == "alert":
                 threading.Thread(target=self._alert, args=(action,), name="alert", daemon=True).start()
 
+    # --- held sessions across restarts -----------------------------------------------------------
+
+    def _load_held(self) -> list[str]:
+        try:
+            data = json.loads(Path(self.config.state_file).read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            self.log.error("state file unreadable: no held sessions adopted", detail=str(exc))
+            return []
+        held = data.get("held", []) if isinstance(data, dict) else []
+        return [str(name) for name in held if str(name) in self.by_name]
+
+    def _save_held(self) -> None:
+        held = self.core.held()
+        if held == self._held:
+            return
+        path = Path(self.config.state_file)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps({"held": held}) + "\n")
+            tmp.replace(path)
+            self._held = held
+        except OSError as exc:
+            self.log.error("cannot write the state file", detail=str(exc))
+
     # --- the loop --------------------------------------------------------------------------------
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
@@ -217,6 +251,7 @@ class Daemon:
             server, method, ok, detail = self.results.get_nowait()
             self.core.power_result(now, server, method, ok, detail)
         self.execute(self.core.step(now))
+        self._save_held()
         self.counters["rounds"] += 1
         self.latest = {**self.core.snapshot(now), "counters": dict(self.counters)}
 
