@@ -156,7 +156,12 @@ class IpmiConfig(_Settings):
     port: int = Field(default=623, ge=1, le=65535)
     username: str = Field(min_length=1)
     password: SecretStr
-    timeout_s: float = Field(default=10.0, gt=0, le=120, description="seconds for the whole command")
+    timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="seconds for the whole action (login, status, cycle); the child process is killed then",
+    )
 
 
 class OutletRef(_Settings):

@@ -125,7 +125,7 @@ class Daemon:
         srv = self.by_name[action.server]
         if action.method == "ipmi" and srv.ipmi is not None:
             ipmi = {**srv.ipmi.model_dump(mode="json"), "password": srv.ipmi.password.get_secret_value()}
-            return {"method": "ipmi", "ipmi": ipmi}, srv.ipmi.timeout_s + 5
+            return {"method": "ipmi", "ipmi": ipmi}, srv.ipmi.timeout_s
         if action.method == "pdu" and srv.pdu is not None:
             pdu = self.pdus[srv.pdu.pdu]
             data = {**pdu.model_dump(mode="json"), "community": pdu.community.get_secret_value()}
