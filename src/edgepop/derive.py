@@ -567,6 +567,16 @@ def derive_control(model: PopModel, host: str) -> StructuredConfig:
             "callhome_url": model.pop.provisioning.callhome_url,
             "nearest_pops": [p.model_dump() for p in model.pop.nearest_pops],
         },
+        # what recoveryd cycles outlets on; the servers' BMCs and outlets are in their own configs
+        "pdus": [
+            {
+                "name": pdu.name,
+                "address": pdu.address,
+                "outlets": pdu.outlets,
+                "snmp_community": _secret(pdu.snmp_community, f"pop.pdus.{pdu.name}.snmp_community"),
+            }
+            for pdu in model.pop.pdus
+        ],
     }
 
 

@@ -30,6 +30,17 @@ import edgepop
 
 # what healthd imports at run time, besides the standard library and edgepop
 DEPENDENCIES = ("pydantic", "pydantic-core", "annotated-types", "typing-extensions", "typing-inspection", "PyYAML")
+# what recoveryd's power drivers import besides (`--recovery`): IPMI over LAN and SNMP
+RECOVERY_DEPENDENCIES = (
+    "pyghmi",
+    "python-dateutil",
+    "tzdata",
+    "cryptography",
+    "cffi",
+    "pycparser",
+    "pysnmp",
+    "pyasn1",
+)
 MANIFEST = "EDGEPOP_BUNDLE.json"
 
 
@@ -99,8 +110,9 @@ def build(dependencies: tuple[str, ...] = DEPENDENCIES) -> tuple[bytes, dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edgepop-bundle", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="tarball to write (only when its content changed)")
+    parser.add_argument("--recovery", action="store_true", help="add recoveryd's power-driver libraries")
     args = parser.parse_args(argv)
-    data, manifest = build()
+    data, manifest = build(DEPENDENCIES + RECOVERY_DEPENDENCIES if args.recovery else DEPENDENCIES)
     out = Path(args.out)
     changed = not out.is_file() or out.read_bytes() != data
     if changed:

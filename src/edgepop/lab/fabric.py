@@ -136,6 +136,7 @@ class Fabric:
         self.client: Node | None = None
         self.switch: Node | None = None
         self.servers: dict[str, Server] = {}
+        self.extra: list[Node] = []  # nodes tests added (add_node): a control server, say
         self.anycast_v4: dict[str, str] = {}  # service -> its IPv4 address
         self.client_v4 = ""
 
@@ -153,7 +154,7 @@ class Fabric:
         self.down()
 
     def _nodes(self) -> list[Node]:
-        nodes: list[Node | None] = [self.client, self.router, *self.servers.values(), self.switch]
+        nodes: list[Node | None] = [self.client, self.router, *self.servers.values(), *self.extra, self.switch]
         return [n for n in nodes if n is not None]
 
     def _node(self, name: str, cls: type[Node] = Node, **extra: Any) -> Any:
@@ -217,7 +218,7 @@ class Fabric:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             _run(["ip", "netns", "del", node.ns], check=False)
-        self.servers, self.router, self.client, self.switch = {}, None, None, None
+        self.servers, self.router, self.client, self.switch, self.extra = {}, None, None, None, []
 
     # --- cabling -------------------------------------------------------------------------------
 
@@ -402,6 +403,54 @@ class Fabric:
         )
 
     # --- what tests do with it -----------------------------------------------------------------
+
+    def add_node(self, name: str, lan_cidr: str | None = None, internal_cidr: str | None = None) -> Node:
+        """A namespace of its own on the server LAN and/or the internal network (e.g. the PoP's
+        control server), removed by `down()` with the rest."""
+        node: Node = self._node(name)
+        self.extra.append(node)
+        for ifname, bridge, cidr in (("lan0", "brx", lan_cidr), ("int0", "bri", internal_cidr)):
+            if cidr:
+                self._to_bridge(node, ifname, bridge, f"{bridge[-1]}-{name}"[:15])
+                self._address(node, ifname, cidr)
+        return node
+
+    def power_off(self, name: str) -> None:
+        """The server loses power: every process in its namespace dies at once (BIRD, healthd, the
+        service) and its ports go silent (an nftables table drops all traffic), so nothing answers."""
+        server = self.servers[name]
+        if not self.is_powered(name):
+            return
+        server.run(
+            "nft",
+            "add table inet poweroff; "
+            "add chain inet poweroff in { type filter hook input priority -300; policy drop; }; "
+            "add chain inet poweroff out { type filter hook output priority -300; policy drop; }",
+        )
+        for proc in server.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+        for pid in server.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for proc in server.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+
+    def is_powered(self, name: str) -> bool:
+        return "poweroff" not in self.servers[name].run("nft", "list tables", check=False)
+
+    def power_on(self, name: str) -> None:
+        """The server boots: its ports answer again and it starts the service, BIRD and healthd."""
+        server = self.servers[name]
+        if self.is_powered(name) and all(p.poll() is None for p in server.procs.values()):
+            return
+        server.run("nft", "delete table inet poweroff", check=False)
+        self._start_service(server)
+        self._start_bird(server, self.configs[name])
+        if self.with_healthd:
+            self._start_healthd(server)
 
     def node(self, name: str) -> Node:
         for node in self._nodes():

@@ -1,0 +1,5 @@
+import sys
+
+from edgepop.agents.recoveryd.cli import main
+
+sys.exit(main())
