@@ -14,6 +14,7 @@ APT_PACKAGES=(
   mmdebstrap zstd      # the project's Debian image, built from Debian packages
   nftables iproute2    # the lab's forwarding guard, veth cabling and network namespaces
   busybox              # tiny httpd for the health agent's lab test
+  qemu-system-x86 cpio # the VM proof of bonds and IRQ pinning (tests/vm): guests booted from the image
 )
 VENV=.venv
 PYTHON=${PYTHON:-python3}

@@ -1,0 +1,383 @@
+"""Bonds and NIC queue interrupts on real kernels: the servers playbook against a qemu guest.
+
+The host kernel has no bonding driver and no NIC queue vectors, so the proof runs in two TCG guests
+booted from the project's pxe image (root in RAM):
+
+- `srv1`, the server of tests/vm/inventory: 2 sockets x 1 CPU, two external and two internal
+  virtio NICs with 4 queues each (the inventory's MACs), plus a management NIC on qemu's user
+  network (restrict=on) that carries Ansible's SSH;
+- `partner`, the switch side of LACP: two 802.3ad bonds (rate fast) set up at boot by networkd
+  files this test writes, addresses on the server LAN.
+
+Each server NIC is cabled point to point to a partner NIC (two taps joined by tc mirred). The real
+`playbooks/servers.yml` (networkd, lacp_bond and irq_affinity roles) runs against srv1 over SSH, and
+the tests check what the guests' kernels say: both bonds aggregated with the partner, pings over both,
+/proc/irq as the module planned, a second run with nothing to change, and a cable pulled in the qemu
+monitor (both ends) while a ping keeps flowing over the other member.
+
+Boot ~1-2 min, the whole module ~4-6 min on an idle 2-core machine; at most 3 vCPUs (2 + 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgepop.image.boot import BootArtifacts, OverlayEntry, boot_artifacts, directory, file
+from edgepop.image.build import build_rootfs
+from edgepop.validate import load_valid
+from edgepop.vm.links import Cables
+from edgepop.vm.qemu import SSH_OPTIONS, TapNic, Vm, VmSpec, mgmt_network_file
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = ROOT / "tests" / "vm" / "inventory"
+CACHE = ROOT / ".cache" / "image"
+VAULT_PASSWORD = ROOT / "lab" / "vault-password"
+SERVER = "srv1"
+TOOLS = ("qemu-system-x86_64", "ip", "tc", "ssh", "ssh-keygen", "tar", "zstd", "cpio", "mmdebstrap")
+
+if os.geteuid() != 0 or not all(shutil.which(t) for t in TOOLS) or not Path("/dev/net/tun").exists():
+    pytest.skip(f"the VM proof needs root, /dev/net/tun and {', '.join(TOOLS)}", allow_module_level=True)
+
+# The partner's side of each cable: its NIC name, its bond, and the server NIC at the other end.
+PARTNER_NICS = {"pext0": "ext0", "pext1": "ext1", "pint0": "int0", "pint1": "int1"}
+PARTNER_BONDS = {"pbond0": ("198.51.100.1/27", ["pext0", "pext1"]), "pbond1": ("198.51.100.42/27", ["pint0", "pint1"])}
+SERVER_BONDS = {"bond0": ("pbond0", "198.51.100.1"), "bond1": ("pbond1", "198.51.100.42")}
+
+
+def _partner_overlay() -> list[OverlayEntry]:
+    """networkd files of the switch side: NIC names from MACs, two LACP bonds with addresses."""
+    entries: list[OverlayEntry] = []
+    for i, nic in enumerate(PARTNER_NICS, start=1):
+        entries.append(
+            file(f"/etc/systemd/network/10-{nic}.link", f"[Match]\nMACAddress={_pmac(i)}\n\n[Link]\nName={nic}\n")
+        )
+    for bond, (address, members) in PARTNER_BONDS.items():
+        entries.append(
+            file(
+                f"/etc/systemd/network/20-{bond}.netdev",
+                f"[NetDev]\nName={bond}\nKind=bond\n\n[Bond]\nMode=802.3ad\nLACPTransmitRate=fast\n"
+                "TransmitHashPolicy=layer3+4\nMIIMonitorSec=100ms\n",
+            )
+        )
+        entries.append(
+            file(f"/etc/systemd/network/40-{bond}.network", f"[Match]\nName={bond}\n\n[Network]\nAddress={address}\n")
+        )
+        for nic in members:
+            entries.append(
+                file(f"/etc/systemd/network/30-{nic}.network", f"[Match]\nName={nic}\n\n[Network]\nBond={bond}\n")
+            )
+    return entries
+
+
+def _pmac(i: int) -> str:
+    return f"52:54:00:e9:02:{i:02x}"
+
+
+def _common_overlay(hostname: str, public_key: str, mgmt_mac: str) -> list[OverlayEntry]:
+    return [
+        file("/etc/hostname", f"{hostname}\n"),
+        directory("/root/.ssh", 0o700),
+        file("/root/.ssh/authorized_keys", public_key, 0o600),
+        mgmt_network_file(mgmt_mac),
+    ]
+
+
+@dataclass
+class Pop:
+    """The running proof: both guests, the cables, and the first playbook run's result."""
+
+    server: Vm
+    partner: Vm
+    workdir: Path
+    extra_vars: Path
+    first_run: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _ansible_env(workdir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(VAULT_PASSWORD),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_CALLBACKS_ENABLED": "",  # nothing else may print into the JSON
+        "ANSIBLE_NOCOLOR": "1",
+        # one SSH connection per run, its socket in the test's directory (gone with it)
+        "ANSIBLE_SSH_ARGS": f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={workdir}/cp-%C",
+    }
+
+
+def _json_out(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    try:
+        start = proc.stdout.index("{")
+        return dict(json.loads(proc.stdout[start:]))
+    except ValueError as exc:
+        raise AssertionError(
+            f"no JSON from ansible (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        ) from exc
+
+
+def run_playbook(pop: Pop) -> dict[str, Any]:
+    """playbooks/servers.yml, network and IRQ parts, against srv1; the JSON callback's document."""
+    argv = [
+        str(ROOT / ".venv" / "bin" / "ansible-playbook"),
+        "-i",
+        str(INVENTORY),
+        str(ROOT / "playbooks" / "servers.yml"),
+        "--limit",
+        SERVER,
+        "--tags",
+        "servers::network,servers::irq",
+        "-e",
+        f"@{pop.extra_vars}",
+    ]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=_ansible_env(pop.workdir), cwd=ROOT, timeout=600, check=False
+    )
+    out = _json_out(proc)
+    stats = out["stats"][SERVER]
+    if proc.returncode != 0 or stats["failures"] or stats["unreachable"]:
+        failed = [
+            f"{t['task']['name']}: {r.get('msg')}"
+            for play in out["plays"]
+            for t in play["tasks"]
+            for h, r in t["hosts"].items()
+            if h == SERVER and r.get("failed")
+        ]
+        raise AssertionError(f"playbook failed (exit {proc.returncode}): {failed or proc.stderr[-2000:]}")
+    return out
+
+
+def task_result(run: dict[str, Any], name: str) -> dict[str, Any]:
+    """The server's result of the task called `name` in a playbook run."""
+    for play in run["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"] == name and SERVER in task["hosts"]:
+                return dict(task["hosts"][SERVER])
+    raise AssertionError(f"task {name!r} did not run on {SERVER}")
+
+
+def bond_facts(pop: Pop) -> dict[str, Any]:
+    """The bond_facts module, ad hoc against srv1: its `bond_facts` fact."""
+    argv = [str(ROOT / ".venv" / "bin" / "ansible"), "-i", str(INVENTORY), SERVER, "-m", "bond_facts"]
+    argv += ["-a", json.dumps({"names": ["bond0", "bond1"]}), "-e", f"@{pop.extra_vars}"]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=_ansible_env(pop.workdir), cwd=ROOT, timeout=300, check=False
+    )
+    out = _json_out(proc)
+    result = out["plays"][0]["tasks"][0]["hosts"][SERVER]
+    assert not result.get("failed"), result
+    return dict(result["ansible_facts"]["bond_facts"])
+
+
+@pytest.fixture(scope="module")
+def pop(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Pop]:
+    started = time.monotonic()
+    model = load_valid(INVENTORY)  # the inventory the roles read must be valid first
+    nics = model.servers[SERVER].nics
+    workdir = tmp_path_factory.mktemp("vm")
+    key = workdir / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = (workdir / "id_ed25519.pub").read_text()
+
+    artifacts: BootArtifacts = boot_artifacts(build_rootfs("pxe", CACHE), CACHE)
+    prefix = f"epvm{os.getpid() % 100000}"
+    server_mgmt, partner_mgmt = "52:54:00:e9:01:00", "52:54:00:e9:02:00"
+    server_nics = [TapNic(n.name, f"{prefix}s{i}", n.mac) for i, n in enumerate(nics)]
+    partner_nics = [TapNic(name, f"{prefix}p{i}", _pmac(i + 1)) for i, name in enumerate(PARTNER_NICS)]
+    server = Vm(
+        VmSpec(
+            SERVER,
+            "2,sockets=2,cores=1,threads=1",
+            1024,
+            server_mgmt,
+            server_nics,
+            _common_overlay(SERVER, public, server_mgmt),
+        ),
+        artifacts,
+        workdir,
+        key,
+    )
+    partner_overlay = _common_overlay("partner", public, partner_mgmt) + _partner_overlay()
+    partner = Vm(VmSpec("partner", "1", 768, partner_mgmt, partner_nics, partner_overlay), artifacts, workdir, key)
+    extra = workdir / "extra-vars.json"
+    extra.write_text(
+        json.dumps(
+            {
+                "ansible_port": server.ssh_port,
+                "ansible_user": "root",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "ansible_ssh_private_key_file": str(key),
+                "ansible_ssh_common_args": " ".join(SSH_OPTIONS),
+                "irq_affinity__enabled": True,
+            }
+        )
+    )
+    cables = Cables()
+    proof = Pop(server, partner, workdir, extra)
+    report = request.config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        for snic, pnic in zip(server_nics, partner_nics, strict=True):
+            assert PARTNER_NICS[pnic.netdev] == snic.netdev
+            cables.cable(cables.tap(snic.tap), cables.tap(pnic.tap))
+        proof.timings["prepare"] = time.monotonic() - started
+        server.start()
+        partner.start()
+        proof.timings["server boot"] = server.wait_ssh()
+        proof.timings["partner boot"] = partner.wait_ssh()
+        mark = time.monotonic()
+        proof.first_run = run_playbook(proof)
+        proof.timings["first run"] = time.monotonic() - mark
+        yield proof
+    finally:
+        server.stop()
+        partner.stop()
+        errors = cables.delete()
+        proof.timings["total"] = time.monotonic() - started
+        if report is not None:
+            summary = ", ".join(f"{k} {v:.0f} s" for k, v in proof.timings.items())
+            report.write_line(f"\n[vm] {summary} (console logs in {workdir})")
+        assert not errors, errors
+
+
+def _ssh(vm: Vm, command: str) -> str:
+    return vm.ssh(command).stdout
+
+
+def test_bonds_aggregated_with_the_partner(pop: Pop) -> None:
+    verified = task_result(pop.first_run, "Check that every LACP bond has aggregated")
+    assert verified["ok"] is True and verified["problems"] == {}
+    facts = bond_facts(pop)
+    for bond, (partner_bond, _) in SERVER_BONDS.items():
+        partner_mac = _ssh(pop.partner, f"cat /sys/class/net/{partner_bond}/address").strip()
+        state = facts[bond]
+        assert state["ok"], state["problems"]
+        assert state["mode"] == "802.3ad" and state["lacp_rate"] == "fast"
+        assert state["partner_mac"] == partner_mac
+        members = {n.removeprefix("p") for n in PARTNER_BONDS[partner_bond][1]}
+        assert set(state["slaves"]) == members
+        # one aggregator: every port in the bond's active one, with the partner's LACP in sync
+        assert {s["aggregator_id"] for s in state["slaves"].values()} == {state["aggregator_id"]}
+        assert all(s["partner_mac"] == partner_mac and s["mii_status"] == "up" for s in state["slaves"].values())
+
+
+def test_ping_over_each_bond(pop: Pop) -> None:
+    for bond, (_, address) in SERVER_BONDS.items():
+        out = _ssh(pop.server, f"ping -c 3 -i 0.2 -W 2 -I {bond} {address}")
+        assert " 0% packet loss" in out, out
+
+
+def test_irq_affinity_matches_the_plan(pop: Pop) -> None:
+    pinned = task_result(pop.first_run, "Pin each NIC queue's interrupts to one CPU of its group's socket")
+    assert pinned["active"] is True
+    plan = pinned["plan"]
+    # every queue vector of the four NICs: 4 queues x (input + output)
+    assert sorted((p["nic"], p["queue"]) for p in plan) == sorted(
+        (n, q) for n in ("ext0", "ext1", "int0", "int1") for q in range(4) for _ in (0, 1)
+    )
+    packages = {
+        int(cpu): int(pkg)
+        for cpu, pkg in re.findall(
+            r"cpu(\d+)/topology/physical_package_id:(\d+)",
+            _ssh(pop.server, "grep . /sys/devices/system/cpu/cpu*/topology/physical_package_id"),
+        )
+    }
+    assert sorted(set(packages.values())) == [0, 1]
+    for p in plan:
+        assert packages[p["cpu"]] == (0 if p["group"] == "external" else 1), p
+    # read back from the kernel
+    found = dict(
+        re.findall(r"/proc/irq/(\d+)/smp_affinity_list:(\S+)", _ssh(pop.server, "grep . /proc/irq/*/smp_affinity_list"))
+    )
+    wrong = [
+        (p["irq"], p["name"], found.get(str(p["irq"])), p["cpu"])
+        for p in plan
+        if found.get(str(p["irq"])) != str(p["cpu"])
+    ]
+    assert not wrong, f"IRQs not where the plan puts them (irq, name, kernel, plan): {wrong}"
+    # the boot-time unit that re-applies the plan is installed and enabled
+    assert _ssh(pop.server, "systemctl is-enabled edgepop-irq-affinity.service").strip() == "enabled"
+
+
+def test_second_run_changes_nothing(pop: Pop) -> None:
+    second = run_playbook(pop)
+    changed = [
+        t["task"]["name"]
+        for play in second["plays"]
+        for t in play["tasks"]
+        if t["hosts"].get(SERVER, {}).get("changed")
+    ]
+    assert second["stats"][SERVER]["changed"] == 0, changed
+    assert task_result(second, "Pin each NIC queue's interrupts to one CPU of its group's socket")["changed_irqs"] == []
+
+
+def _tx_packets(vm: Vm, nics: list[str]) -> dict[str, int]:
+    out = _ssh(vm, " ".join(f"cat /sys/class/net/{n}/statistics/tx_packets;" for n in nics))
+    return dict(zip(nics, map(int, out.split()), strict=True))
+
+
+def test_link_cut_keeps_traffic_flowing(pop: Pop) -> None:
+    """Pull the cable of the external member that carries the ping, on both ends, mid-ping."""
+    members = ["ext0", "ext1"]
+    before = _tx_packets(pop.server, members)
+    _ssh(pop.server, "ping -c 20 -i 0.05 -W 1 -q -I bond0 198.51.100.1")
+    after = _tx_packets(pop.server, members)
+    busy = max(members, key=lambda n: after[n] - before[n])
+    assert after[busy] - before[busy] >= 20, (before, after)
+    spare = next(n for n in members if n != busy)
+
+    count = 100
+    ping = subprocess.Popen(
+        pop.server.ssh_argv(f"ping -c {count} -i 0.05 -W 1 -I bond0 198.51.100.1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    replies: list[int] = []
+    try:
+        assert ping.stdout is not None
+        for line in ping.stdout:  # traffic flows before the cut
+            if m := re.search(r"icmp_seq=(\d+)", line):
+                replies.append(int(m.group(1)))
+                if len(replies) == 10:
+                    break
+        cut_at = replies[-1] if replies else 0
+        spare_before = _tx_packets(pop.server, [spare])[spare]
+        pop.server.set_link(busy, up=False)
+        pop.partner.set_link(f"p{busy}", up=False)
+        rest, err = ping.communicate(timeout=120)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+            ping.wait()
+    replies += [int(s) for s in re.findall(r"icmp_seq=(\d+)", rest)]
+    summary = re.search(r"(\d+) packets transmitted, (\d+) received", rest)
+    assert summary, rest + err
+    sent, received = map(int, summary.groups())
+    after_cut = [s for s in replies if s > cut_at]
+    lost = sent - received
+    assert len(replies) >= 10 and cut_at > 0
+    assert after_cut, f"no reply after the cut at icmp_seq {cut_at}: {rest}"
+    assert max(after_cut) >= count - 5, f"traffic stopped after the cut: last reply {max(after_cut)}"
+    assert lost <= count // 4, f"{lost} of {sent} lost"
+    assert _tx_packets(pop.server, [spare])[spare] > spare_before  # the other member took over
+
+    facts = bond_facts(pop)["bond0"]
+    assert facts["slaves"][busy]["mii_status"] == "down"
+    assert facts["slaves"][spare]["mii_status"] == "up"
+    assert facts["slaves"][spare]["aggregator_id"] == facts["aggregator_id"]
+    print(f"link cut: {busy} pulled at icmp_seq {cut_at}; {received}/{sent} answered, {lost} lost")
