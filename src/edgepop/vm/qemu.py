@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import socket
@@ -43,6 +44,9 @@ SSH_OPTIONS: Final[tuple[str, ...]] = (
     "-o",
     "ConnectTimeout=5",
 )
+
+
+_ESCAPES: Final = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class VmError(RuntimeError):
@@ -218,8 +222,9 @@ class Vm:
                 if not chunk:  # `quit` closes the socket
                     break
                 reply += chunk
-        text = reply.decode(errors="replace").replace("\r", "")
-        lines = [line for line in text.split("\n") if not line.startswith("(qemu)") and command not in line]
+        # qemu echoes the command (with cursor escapes) before its answer, then prints a prompt
+        text = _ESCAPES.sub("", reply.decode(errors="replace")).replace("\r", "")
+        lines = [line for line in text.split("\n") if line.strip() not in ("", command, "(qemu)")]
         return "\n".join(lines).strip()
 
     def set_link(self, netdev: str, up: bool) -> None:
