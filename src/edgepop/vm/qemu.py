@@ -160,9 +160,13 @@ class Vm:
     def monitor_path(self) -> Path:
         return self.workdir / f"{self.spec.name}.monitor"
 
+    @property
+    def initrd(self) -> Path:
+        return self.workdir / f"{self.spec.name}.initrd"
+
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        initrd = write_initrd(self.boot.initramfs, self.spec.overlay, self.workdir / f"{self.spec.name}.initrd")
+        initrd = write_initrd(self.boot.initramfs, self.spec.overlay, self.initrd)
         argv = qemu_argv(
             self.spec, self.boot, initrd, ssh_port=self.ssh_port, monitor=self.monitor_path, console=self.console
         )
@@ -234,7 +238,16 @@ class Vm:
             raise VmError(f"{self.spec.name}: set_link {netdev}: {reply}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Quit qemu through its monitor, else SIGTERM, else SIGKILL — only the process this Vm started."""
+        """Quit qemu through its monitor, else SIGTERM, else SIGKILL — only the process this Vm started.
+
+        The guest's initrd copy (the size of the image) goes too; the logs stay for a post-mortem.
+        """
+        try:
+            self._stop(timeout)
+        finally:
+            self.initrd.unlink(missing_ok=True)
+
+    def _stop(self, timeout: float) -> None:
         proc = self.process
         if proc is None or proc.poll() is not None:
             return
