@@ -63,7 +63,7 @@ def test_monitor_strips_the_echo_and_the_prompt(tmp_path: Path) -> None:
         with conn:
             conn.sendall(b"QEMU 7.2.0 monitor - type 'help' for more information\r\n(qemu) ")
             received.append(conn.recv(100))
-            conn.sendall(b"set_link nope off\x1b[K\r\nDevice 'nope' not found\r\n(qemu) ")
+            conn.sendall(b"sset\x1b[K\x1b[Dset_link nope off\x1b[K\r\nDevice 'nope' not found\r\n(qemu) ")
 
     thread = threading.Thread(target=qemu)
     thread.start()

@@ -114,7 +114,6 @@ def _ansible_env(workdir: Path) -> dict[str, str]:
         "ANSIBLE_VAULT_PASSWORD_FILE": str(VAULT_PASSWORD),
         "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        "ANSIBLE_CALLBACKS_ENABLED": "",  # nothing else may print into the JSON
         "ANSIBLE_NOCOLOR": "1",
         # one SSH connection per run, its socket in the test's directory (gone with it)
         "ANSIBLE_SSH_ARGS": f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={workdir}/cp-%C",
@@ -124,7 +123,8 @@ def _ansible_env(workdir: Path) -> dict[str, str]:
 def _json_out(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     try:
         start = proc.stdout.index("{")
-        return dict(json.loads(proc.stdout[start:]))
+        # the JSON document, then whatever other callbacks print (the play's timer)
+        return dict(json.JSONDecoder().raw_decode(proc.stdout[start:])[0])
     except ValueError as exc:
         raise AssertionError(
             f"no JSON from ansible (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -166,7 +166,8 @@ def task_result(run: dict[str, Any], name: str) -> dict[str, Any]:
     """The server's result of the task called `name` in a playbook run."""
     for play in run["plays"]:
         for task in play["tasks"]:
-            if task["task"]["name"] == name and SERVER in task["hosts"]:
+            # a role's tasks are named "<role> : <name>"
+            if task["task"]["name"].split(" : ")[-1] == name and SERVER in task["hosts"]:
                 return dict(task["hosts"][SERVER])
     raise AssertionError(f"task {name!r} did not run on {SERVER}")
 
