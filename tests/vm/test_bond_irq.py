@@ -148,6 +148,8 @@ def run_playbook(pop: Pop) -> dict[str, Any]:
     proc = subprocess.run(
         argv, capture_output=True, text=True, env=_ansible_env(pop.workdir), cwd=ROOT, timeout=600, check=False
     )
+    runs = len(list(pop.workdir.glob("playbook-*.json")))
+    (pop.workdir / f"playbook-{runs + 1}.json").write_text(proc.stdout + proc.stderr)  # for a post-mortem
     out = _json_out(proc)
     stats = out["stats"][SERVER]
     if proc.returncode != 0 or stats["failures"] or stats["unreachable"]:
@@ -230,7 +232,7 @@ def pop(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     )
     cables = Cables()
     proof = Pop(server, partner, workdir, extra)
-    report = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
     try:
         for snic, pnic in zip(server_nics, partner_nics, strict=True):
             assert PARTNER_NICS[pnic.netdev] == snic.netdev
@@ -251,9 +253,9 @@ def pop(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
         partner.stop()
         errors = cables.delete()
         proof.timings["total"] = time.monotonic() - started
-        if report is not None:
-            summary = ", ".join(f"{k} {v:.0f} s" for k, v in proof.timings.items())
-            report.write_line(f"\n[vm] {summary} (console logs in {workdir})")
+        summary = ", ".join(f"{k} {v:.0f} s" for k, v in proof.timings.items())
+        with capture.global_and_fixture_disabled():  # shown with -q too: the duration is part of the proof
+            print(f"\n[vm] {summary} (console logs in {workdir})")
         assert not errors, errors
 
 
@@ -334,16 +336,14 @@ def _tx_packets(vm: Vm, nics: list[str]) -> dict[str, int]:
 
 
 def test_link_cut_keeps_traffic_flowing(pop: Pop) -> None:
-    """Pull the cable of the external member that carries the ping, on both ends, mid-ping."""
-    members = ["ext0", "ext1"]
-    before = _tx_packets(pop.server, members)
-    _ssh(pop.server, "ping -c 20 -i 0.05 -W 1 -q -I bond0 198.51.100.1")
-    after = _tx_packets(pop.server, members)
-    busy = max(members, key=lambda n: after[n] - before[n])
-    assert after[busy] - before[busy] >= 20, (before, after)
-    spare = next(n for n in members if n != busy)
+    """Pull the cable of the external member that carries a running ping, on both ends.
 
-    count = 100
+    layer3+4 hashing puts one ping (one ICMP id) on one member, but which one only shows while it
+    runs: the member whose transmit counter moves during the first replies is the one cut.
+    """
+    members = ["ext0", "ext1"]
+    count = 200
+    tx_before = _tx_packets(pop.server, members)
     ping = subprocess.Popen(
         pop.server.ssh_argv(f"stdbuf -oL ping -c {count} -i 0.05 -W 1 -I bond0 198.51.100.1"),
         stdout=subprocess.PIPE,
@@ -358,8 +358,9 @@ def test_link_cut_keeps_traffic_flowing(pop: Pop) -> None:
                 replies.append(int(m.group(1)))
                 if len(replies) == 10:
                     break
-        cut_at = replies[-1] if replies else 0
-        spare_before = _tx_packets(pop.server, [spare])[spare]
+        tx_cut = _tx_packets(pop.server, members)
+        busy = max(members, key=lambda n: tx_cut[n] - tx_before[n])
+        spare = next(n for n in members if n != busy)
         pop.server.set_link(busy, up=False)
         pop.partner.set_link(f"p{busy}", up=False)
         rest, err = ping.communicate(timeout=120)
@@ -367,21 +368,25 @@ def test_link_cut_keeps_traffic_flowing(pop: Pop) -> None:
         if ping.poll() is None:
             ping.kill()
             ping.wait()
+    tx_after = _tx_packets(pop.server, members)
+    cut_at = replies[-1] if replies else 0
     replies += [int(s) for s in re.findall(r"icmp_seq=(\d+)", rest)]
     summary = re.search(r"(\d+) packets transmitted, (\d+) received", rest)
     assert summary, rest + err
     sent, received = map(int, summary.groups())
-    after_cut = [s for s in replies if s > cut_at]
     lost = sent - received
-    assert len(replies) >= 10 and cut_at > 0
-    assert after_cut, f"no reply after the cut at icmp_seq {cut_at}: {rest}"
-    assert max(after_cut) >= count - 5, f"traffic stopped after the cut: last reply {max(after_cut)}"
-    assert lost <= count // 4, f"{lost} of {sent} lost"
-    # the other member took over: it sent at least the requests answered after the cut
-    assert _tx_packets(pop.server, [spare])[spare] - spare_before >= len(after_cut)
+    stats = f"{busy} cut after icmp_seq {cut_at}: {received}/{sent} answered, {lost} lost; "
+    stats += f"tx {tx_before} -> {tx_cut} -> {tx_after}"
+    print(f"link cut: {stats}")
+    assert len(replies) >= 10 and cut_at > 0, stats
+    # the cut member carried the ping before the cut (well above one LACPDU a second) ...
+    assert tx_cut[busy] - tx_before[busy] >= 10, stats
+    # ... and the other member carried it after: most of the remaining requests, and the last ones
+    assert tx_after[spare] - tx_cut[spare] >= (count - cut_at) // 2, stats
+    assert max(replies) >= count - 5, f"traffic stopped after the cut: {stats}"
+    assert lost <= count // 4, stats
 
     facts = bond_facts(pop)["bond0"]
     assert facts["slaves"][busy]["mii_status"] == "down"
     assert facts["slaves"][spare]["mii_status"] == "up"
     assert facts["slaves"][spare]["aggregator_id"] == facts["aggregator_id"]
-    print(f"link cut: {busy} pulled at icmp_seq {cut_at}; {received}/{sent} answered, {lost} lost")
