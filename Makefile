@@ -13,7 +13,7 @@ export RESULTS
 help:
 	@echo "make demo    bring up the lab PoP, run the new-PoP playbook, show the result"
 	@echo "make test    lint + unit + golden + lab + VM + Molecule tests (what CI runs)"
-	@echo "make vm      the VM proof of bonds and NIC queue interrupts alone (qemu, ~5 min)"
+	@echo "make vm      the VM proof of bonds and NIC queue interrupts alone (qemu, ~3 min)"
 	@echo "make setup   install what both need (idempotent)"
 	@echo "make golden-update   re-render the golden files and docs after an intended change"
 
