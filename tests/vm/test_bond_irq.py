@@ -266,6 +266,8 @@ def _ssh(vm: Vm, command: str) -> str:
 
 
 def test_bonds_aggregated_with_the_partner(pop: Pop) -> None:
+    # the guest booted with kernel NIC names: the first run named them from the inventory's MACs
+    assert task_result(pop.first_run, "Give the NICs their inventory names now")["changed"] is True
     verified = task_result(pop.first_run, "Check that every LACP bond has aggregated")
     assert verified["ok"] is True and verified["problems"] == {}
     facts = bond_facts(pop)
