@@ -48,6 +48,7 @@ def wait_for(what: str, predicate: object, timeout: float = 15) -> None:
 
 def stock(workdir: Path, rate: float, releases: int) -> dict[str, float]:
     ns = FrontlineNs(f"epbup{os.getpid() % 100000}")
+    load: Load | None = None
     try:
         conf = workdir / "stock.conf"
         affinity = " ".join(format(1 << c, "b").zfill(len(CORES)) for c in CORES)
@@ -83,11 +84,14 @@ def stock(workdir: Path, rate: float, releases: int) -> dict[str, float]:
             "shared_core_samples": sampler.shared_core_samples,
         }
     finally:
+        if load is not None:
+            load.kill()  # a run cut short must not leave its client behind
         ns.delete()
 
 
 def per_core(workdir: Path, rate: float, releases: int) -> dict[str, float]:
     ns = FrontlineNs(f"epbpc{os.getpid() % 100000}")
+    load: Load | None = None
     instances = ProcessInstances(
         config_for=lambda core, version: _write(workdir / f"{version}-{core}.conf",
                                                 nginx_conf(workdir, version, health_port=HEALTH_BASE + core)),
@@ -119,6 +123,8 @@ def per_core(workdir: Path, rate: float, releases: int) -> dict[str, float]:
             "shared_core_samples": sampler.shared_core_samples,
         }
     finally:
+        if load is not None:
+            load.kill()
         instances.stop_all()
         ns.delete()
 

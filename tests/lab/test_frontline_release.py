@@ -95,7 +95,9 @@ def test_rolling_release_under_load_is_flat_and_loses_nothing(frontline: Frontli
         time.sleep(0.5)
         sampler.stop()
     finally:
-        result = load.stop()
+        sampler.stop()
+        result = load.stop() if load.proc is not None and load.proc.poll() is None else {"failed": -1, "ok": 0}
+        load.kill()
     print(f"load: {result}; steady {steady} KiB, peak {max(sampler.samples)} KiB, one worker {one_worker} KiB")
     for r in reports:
         print(f"core {r.core}: {r.total_s:.2f} s (stop {r.stop_s:.2f}, start {r.start_s:.2f}, check {r.check_s:.2f})")
