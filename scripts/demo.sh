@@ -2,7 +2,7 @@
 # `make demo`: the new-PoP job on the embedded lab PoP, stage by stage, with timings.
 #
 #   validate + render offline -> lab up (bare boxes + the lab's internet) -> new_pop.yml ->
-#   verify.yml -> re-run new_pop.yml (must change nothing) -> failure drill (stop nginx on the
+#   verify.yml -> re-run new_pop.yml (must change nothing) -> failure drill (stop the frontline on the
 #   preferred server: healthd withdraws, restarts, re-announces) -> maintenance drill (drain.yml)
 #   -> lab down
 #
@@ -59,7 +59,8 @@ idempotent() {
 
 client_requests() {  # client_requests LABEL: 12 flows from the client to the HTTP anycast address
   echo "$1:"
-  podman exec "$CLIENT" sh -c 'for i in $(seq 1 12); do curl -sS -m 2 http://203.0.113.100/ 2>&1 || true; done' \
+  podman exec "$CLIENT" sh -c 'for i in $(seq 1 12); do
+      curl -sS -m 2 -o /dev/null -w "http served by %header{x-served-by}\n" http://203.0.113.100/ 2>&1 || true; done' \
     | sort | uniq -c | sed 's/^/   /'
 }
 
@@ -76,12 +77,12 @@ drill() {
 }
 
 failure_drill() {
-  echo "-- stop nginx on srv1: healthd withdraws http, restarts nginx, announces it again"
+  echo "-- stop the frontline on srv1: healthd withdraws http, restarts the frontline, announces it again"
   local t0; t0=$(date +%s%N)
-  podman exec edgepop-lab1-srv1 systemctl stop nginx
+  podman exec edgepop-lab1-srv1 systemctl stop edgepop-frontline.target
   # one request every 0.1 s for at most 30 s, until the traffic has moved away and come back
   podman exec "$CLIENT" sh -c 'moved=0; end=$(($(date +%s) + 30)); while [ "$(date +%s)" -lt "$end" ]; do
-      s=$(curl -s -m 0.5 http://203.0.113.100/ | awk "{print \$NF}"); echo "${s:-no answer}"
+      s=$(curl -s -m 0.5 -o /dev/null -w "%header{x-served-by}" http://203.0.113.100/); echo "${s:-no answer}"
       case "$s" in srv2|srv3) moved=1 ;; srv1) [ "$moved" = 1 ] && break ;; esac; sleep 0.1; done' \
     | uniq -c | sed 's/^/   /' | tee "$LOGS/failure-drill.txt"
   echo "   back on srv1 $(( ($(date +%s%N) - t0) / 1000000 )) ms after the stop; healthd's log on srv1:"

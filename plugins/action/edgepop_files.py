@@ -51,7 +51,7 @@ class ActionModule(ActionBase):
         del tmp
         task_vars = task_vars or {}
         result = super().run(task_vars=task_vars)
-        from edgepop.templating import render_template, swap_secrets
+        from edgepop.templating import SecretUnresolved, render_template, secret_lookup, swap_secrets
 
         args = dict(self._task.args)
         files = args.get("files")
@@ -59,11 +59,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("files must be a list of entries with a path")
         templar = self._templar.copy_with_new_env(available_variables=task_vars)
 
-        def value_of(expr: str) -> str:
-            value = templar.template(_trusted("{{ " + expr + " }}"))
-            if value is None or "{{" in str(value) or str(value).startswith("<vault:"):
-                raise AnsibleActionFail(f"secret {expr} has no value for this host")
-            return str(value)
+        value_of = secret_lookup(lambda expr: templar.template(_trusted("{{ " + expr + " }}")))
 
         entries: list[dict[str, Any]] = []
         secrets: dict[str, str] = {}
@@ -86,7 +82,10 @@ class ActionModule(ActionBase):
                 except Exception as exc:  # a template error names the template and line
                     raise AnsibleActionFail(f"rendering {raw['template']} failed: {exc}") from exc
             if content is not None:
-                content, secret = swap_secrets(str(content), value_of)
+                try:
+                    content, secret = swap_secrets(str(content), value_of)
+                except SecretUnresolved as exc:
+                    raise AnsibleActionFail(f"files[{index}] ({raw['path']}): {exc}") from exc
                 if secret:
                     secrets[str(index)] = content
                     entry.pop("content", None)

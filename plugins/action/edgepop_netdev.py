@@ -77,19 +77,15 @@ class ActionModule(ActionBase):
             text = render_template(name, sc=sc)
         except Exception as exc:
             raise AnsibleActionFail(f"rendering {name} failed: {exc}") from exc
-        from edgepop.templating import swap_secrets
+        from edgepop.templating import SecretUnresolved, secret_lookup, swap_secrets
 
         templar = self._templar.copy_with_new_env(available_variables=task_vars)
         values: set[str] = set()
-
-        def value_of(expr: str) -> str:
-            value = templar.template(_trusted("{{ " + expr + " }}"))
-            if value is None or "{{" in str(value) or str(value).startswith("<vault:"):
-                raise AnsibleActionFail(f"secret {expr} has no value for this host")
-            values.add(str(value))
-            return str(value)
-
-        resolved, _ = swap_secrets(text, value_of)
+        value_of = secret_lookup(lambda expr: templar.template(_trusted("{{ " + expr + " }}")), values)
+        try:
+            resolved, _ = swap_secrets(text, value_of)
+        except SecretUnresolved as exc:
+            raise AnsibleActionFail(str(exc)) from exc
         secrets = sorted(values, key=len)
         return str(resolved), secrets[::-1]
 

@@ -50,17 +50,13 @@ class ActionModule(ActionBase):
     _supports_check_mode = True
 
     def _resolve(self, text: str, task_vars: dict[str, Any]) -> tuple[str, bool]:
-        from edgepop.templating import swap_secrets
+        from edgepop.templating import SecretUnresolved, secret_lookup, swap_secrets
 
         templar = self._templar.copy_with_new_env(available_variables=task_vars)
-
-        def value_of(expr: str) -> str:
-            value = templar.template(_trusted("{{ " + expr + " }}"))
-            if value is None or "{{" in str(value) or str(value).startswith("<vault:"):
-                raise AnsibleActionFail(f"secret {expr} has no value for this host")
-            return str(value)
-
-        return swap_secrets(text, value_of)
+        try:
+            return swap_secrets(text, secret_lookup(lambda expr: templar.template(_trusted("{{ " + expr + " }}"))))
+        except SecretUnresolved as exc:
+            raise AnsibleActionFail(str(exc)) from exc
 
     def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         del tmp

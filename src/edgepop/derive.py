@@ -85,13 +85,35 @@ def static_protocol(service: str, family: str) -> str:
 # --- servers -----------------------------------------------------------------------------------
 
 
-def server_external_addresses(srv: Server) -> tuple[str | None, str | None]:
-    """The server's addresses on the router LAN (external bond, or the unbonded external NIC)."""
+def _group_addresses(srv: Server, group: str) -> tuple[str | None, str | None]:
     carriers: list[Bond | Nic] = [*srv.bonds, *srv.nics]
     for item in carriers:
-        if item.group == "external" and (item.address_v4 or item.address_v6):
+        if item.group == group and (item.address_v4 or item.address_v6):
             return _ip(item.address_v4), _ip(item.address_v6)
     return None, None
+
+
+def server_external_addresses(srv: Server) -> tuple[str | None, str | None]:
+    """The server's addresses on the router LAN (external bond, or the unbonded external NIC)."""
+    return _group_addresses(srv, "external")
+
+
+def server_internal_addresses(srv: Server) -> tuple[str | None, str | None]:
+    """The server's addresses on the server LAN (internal bond, or the unbonded internal NIC)."""
+    return _group_addresses(srv, "internal")
+
+
+def _server_peers(model: PopModel) -> list[dict[str, Any]]:
+    """Every server of the PoP that has an address on the server LAN, with its services: what the
+    frontline's cache tier spreads objects over (each server's list is the same, so every front
+    picks the same owner for a URL)."""
+    peers = []
+    for host, srv in sorted(model.servers.items(), key=lambda kv: natural_key(kv[0])):
+        v4, v6 = server_internal_addresses(srv)
+        if v4 is None and v6 is None:
+            continue
+        peers.append({"name": host, "address_v4": v4, "address_v6": v6, "services": list(srv.services)})
+    return peers
 
 
 def router_lan(rt: Router) -> tuple[str | None, str | None, str]:
@@ -245,6 +267,7 @@ def derive_server(model: PopModel, host: str) -> StructuredConfig:
         "interfaces": _server_interfaces(model, srv),
         "bgp": _server_bgp(model, host, srv),
         "services": _server_services(model, srv),
+        "peers": _server_peers(model),
         "irq": _server_irq(srv),
         "ipmi": None
         if srv.ipmi is None

@@ -32,6 +32,33 @@ def swap_secrets(text: str, value_of: Callable[[str], str]) -> tuple[str, bool]:
     return SECRET_RE.sub(swap, text), found
 
 
+class SecretUnresolved(LookupError):
+    """A `<vault:EXPR>` placeholder whose expression has no value for this host."""
+
+    def __init__(self, expr: str) -> None:
+        super().__init__(f"secret {expr} has no value for this host")
+        self.expr = expr
+
+
+def secret_lookup(lookup: Callable[[str], object], seen: set[str] | None = None) -> Callable[[str], str]:
+    """`value_of` for `swap_secrets` from a lookup of an expression in the host's variables.
+
+    A value that is missing or still unresolved (a variable not set, a vault not opened: the result
+    still holds `{{` or a placeholder) raises `SecretUnresolved` instead of being written; every value
+    found is added to `seen`, for the callers that mask them in diffs.
+    """
+
+    def value_of(expr: str) -> str:
+        value = lookup(expr)
+        if value is None or "{{" in str(value) or str(value).startswith("<vault:"):
+            raise SecretUnresolved(expr)
+        if seen is not None:
+            seen.add(str(value))
+        return str(value)
+
+    return value_of
+
+
 def templates_dir() -> Path:
     """The shared templates: $EDGEPOP_TEMPLATES, else the repository's templates/ directory."""
     env = os.environ.get("EDGEPOP_TEMPLATES")

@@ -161,3 +161,46 @@ def test_a_version_failing_its_health_check_is_rolled_back(box: Box) -> None:
     assert "did not pass its health check" in next(iter(broken["failed"].values()))
     assert box.versions() == ["1"] * len(CORES)
     assert box.pinned()
+
+
+def test_cache_tier_from_the_peers(box: Box) -> None:
+    # srv1 is this box (its server-LAN address on lo); srv9 runs the service too but is down, so the
+    # URLs it owns fall through to the next owner on the ring: every answer comes from srv1's cache.
+    device = {
+        "hostname": "srv1",
+        "services": [{"name": "http", "prefixes_v4": [f"{ADDRESS}/32"]}],
+        "peers": [
+            {"name": "srv1", "address_v4": "127.0.0.41", "services": ["http", "dns"]},
+            {"name": "srv9", "address_v4": "127.0.0.49", "services": ["http"]},
+            {"name": "srv5", "address_v4": "127.0.0.45", "services": ["dns"]},
+        ],
+    }
+    first = box.play("1", edgepop_device=device)
+    assert first["stats"]["failures"] == 0, first["failed"]
+    core_conf = box.ssh("cat", f"/etc/edgepop/frontline/1-{CORES[0]}.conf")
+    assert "127.0.0.41:8081" in core_conf and "127.0.0.49:8081" in core_conf
+    assert "127.0.0.45" not in core_conf  # not a server of the frontline's services
+    assert box.ssh("systemctl", "is-active", "edgepop-frontline-cache.service").strip() == "active"
+
+    def fetch(path: str) -> tuple[str, dict[str, str]]:
+        out = box.ssh("curl", "-s", "-m", "5", "-D", "-", f"http://{ADDRESS}{path}")
+        head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+        headers = dict(line.split(": ", 1) for line in head.splitlines()[1:])
+        return body.strip(), {k.lower(): v for k, v in headers.items()}
+
+    for n in range(8):
+        path = f"/objects/{n}.bin"
+        body, headers = fetch(path)
+        assert body == f"object {path} from the origin stand-in on srv1", body
+        assert (headers["x-served-by"], headers["x-cache-owner"]) == ("srv1", "srv1"), headers
+        assert headers["x-cache-status"] == "MISS", headers
+        assert fetch(path)[1]["x-cache-status"] == "HIT"
+    assert box.ssh("find", "/var/cache/edgepop-frontline", "-type", "f").count("\n") >= 8
+    assert fetch("/healthz")[0] == "ok"  # answered by the instance itself, never by the cache
+
+    # the target groups the instances: stopping it stops them all, a restart brings them back
+    box.ssh("systemctl", "stop", "edgepop-frontline.target")
+    assert box.versions() == [""] * len(CORES)
+    box.ssh("systemctl", "restart", "edgepop-frontline.target")
+    assert box.versions() == ["1"] * len(CORES)
+    assert box.play("1", edgepop_device=device)["stats"]["changed"] == 0

@@ -143,6 +143,18 @@ def test_secrets_are_resolved_but_never_shown(tmp_path: Path) -> None:
     assert play(tmp_path, spec, extra=extra)["changed"] is False
 
 
+def test_a_secret_without_a_value_fails_and_writes_nothing(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.conf", tmp_path / "bird.conf"
+    # the variable holds a placeholder again: a vault that was never opened
+    extra = {"vault_demo": "<vault:vault_other>"}
+    secret = {"path": str(b), "content": 'password "<vault:vault_demo>";\n'}
+    spec = {"files": [{"path": str(a), "content": "a\n"}, secret]}
+    out = play(tmp_path, spec, extra=extra)
+    assert out.get("failed") is True
+    assert out["msg"] == f"files[1] ({b}): secret vault_demo has no value for this host"
+    assert not a.exists() and not b.exists()
+
+
 def test_unsafe_writes_keep_the_inode(tmp_path: Path) -> None:
     a = tmp_path / "hostname"
     a.write_text("old\n")

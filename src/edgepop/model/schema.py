@@ -274,7 +274,10 @@ class AnycastService(Strict):
     name: Name
     description: str | None = None
     prefixes: list[HostRoute] = Field(min_length=1, description="host routes (/32 or /128) that carry the service")
-    unit: str = Field(pattern=r"^[A-Za-z0-9@._-]+\.service$", description="systemd unit that provides it")
+    unit: str = Field(
+        pattern=r"^[A-Za-z0-9@._-]+\.(service|target)$",
+        description="systemd unit that provides it (a target for a service run as several units)",
+    )
     check: Check
     restart_command: list[str] | None = Field(
         default=None, description="argv to restart it; default: systemctl restart <unit>"
