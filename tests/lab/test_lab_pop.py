@@ -80,7 +80,11 @@ def _playbook(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _served_by(flows: int = 12) -> dict[str, int]:
     # each request is a new flow (a new ephemeral source port), so ECMP hashes them independently
-    script = f"for i in $(seq 1 {flows}); do curl -sS -m 2 http://203.0.113.100/ 2>&1 || true; done"
+    script = (
+        f"for i in $(seq 1 {flows}); do "
+        "curl -sS -m 2 -o /dev/null -w 'http served by %header{x-served-by}\\n' http://203.0.113.100/ 2>&1"
+        " || true; done"
+    )
     counts: dict[str, int] = {}
     for line in _out("podman", "exec", CLIENT, "sh", "-c", script).splitlines():
         counts[line.strip()] = counts.get(line.strip(), 0) + 1
@@ -119,7 +123,7 @@ def test_new_pop_converges_verifies_is_idempotent_and_drains(lab: Lab) -> None:
     lab.up()
     first = _playbook("new_pop.yml")
     assert first.returncode == 0, first.stdout[-4000:]
-    assert "from outside: http served by srv1" in first.stdout
+    assert "from outside: http 200 served by srv1, cached on srv" in first.stdout
     assert _served_by() == {"http served by srv1": 12}
 
     again = _playbook("new_pop.yml")
@@ -127,19 +131,23 @@ def test_new_pop_converges_verifies_is_idempotent_and_drains(lab: Lab) -> None:
     recap = [line for line in again.stdout.splitlines() if " ok=" in line]
     assert recap and all(" changed=0 " in line for line in recap), "\n".join(recap)
 
-    # a failure: healthd withdraws srv1's http routes, restarts nginx and announces them again
-    subprocess.run(["podman", "exec", "edgepop-lab1-srv1", "systemctl", "stop", "nginx"], check=True)
+    # a failure: healthd withdraws srv1's http routes, restarts the frontline and announces them again
+    subprocess.run(["podman", "exec", "edgepop-lab1-srv1", "systemctl", "stop", "edgepop-frontline.target"], check=True)
     seen: list[str] = []
     deadline = time.monotonic() + 45
     while time.monotonic() < deadline:
-        answer = _out("podman", "exec", CLIENT, "curl", "-s", "-m", "1", "http://203.0.113.100/").strip()
-        seen.append(answer.rsplit(" ", 1)[-1] if answer else "no answer")
+        answer = _out(
+            "podman", "exec", CLIENT, "curl", "-s", "-m", "1", "-o", "/dev/null", "-w", "%header{x-served-by}",
+            "http://203.0.113.100/",
+        ).strip()  # fmt: skip
+        seen.append(answer or "no answer")
         if {"srv2", "srv3"} & set(seen) and seen[-1] == "srv1":
             break
         time.sleep(0.2)
     assert {"srv2", "srv3"} & set(seen), f"traffic never moved off srv1: {seen[-10:]}"
-    assert seen[-1] == "srv1", f"srv1 never came back after healthd restarted nginx: {seen[-10:]}"
-    assert _out("podman", "exec", "edgepop-lab1-srv1", "systemctl", "is-active", "nginx").strip() == "active"
+    assert seen[-1] == "srv1", f"srv1 never came back after healthd restarted the frontline: {seen[-10:]}"
+    active = _out("podman", "exec", "edgepop-lab1-srv1", "systemctl", "is-active", "edgepop-frontline.target")
+    assert active.strip() == "active"
 
     drained = _playbook("drain.yml", "-l", "srv1")
     assert drained.returncode == 0, drained.stdout[-4000:]

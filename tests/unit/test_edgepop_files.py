@@ -6,15 +6,13 @@ directory, so the action plugin and the module are exercised exactly as the role
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from playbook_run import run_play
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -22,29 +20,12 @@ BIN = Path(sys.executable).parent
 
 def play(tmp_path: Path, task: dict[str, Any], *flags: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one edgepop_files task; return its result (from the json callback)."""
-    book = tmp_path / "play.yml"
     task = {"name": "files", "edgepop_files": task, "register": "out"}
-    book.write_text(
-        yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "vars": extra or {}, "tasks": [task]}])
+    run = run_play(
+        tmp_path, [{"hosts": "localhost", "gather_facts": False, "vars": extra or {}, "tasks": [task]}], *flags
     )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.timer",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-    done = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(book), *flags],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120,
-    )  # fmt: skip
-    start = done.stdout.find("{")
-    assert start >= 0, done.stdout + done.stderr
-    report, _ = json.JSONDecoder().raw_decode(done.stdout[start:])
-    result = report["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    result["_stdout"] = done.stdout
+    result = run.first()
+    result["_stdout"] = run.output
     return result
 
 

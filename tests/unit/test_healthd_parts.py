@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
+from edgepop.agents.common import ConfigError, StatusServer
 from edgepop.agents.healthd.checks import make_probe
 from edgepop.agents.healthd.cli import main
-from edgepop.agents.healthd.config import ConfigError, load_config, parse_config
+from edgepop.agents.healthd.config import load_config, parse_config
 from edgepop.agents.healthd.dnswire import DnsWireError, build_query, parse_reply
-from edgepop.agents.healthd.status import PeerPoller, StatusServer, metrics_text
+from edgepop.agents.healthd.status import PeerPoller, metrics_text
 
 GOOD: dict[str, Any] = {
     "hostname": "srv1",
@@ -277,7 +278,7 @@ def test_metrics_text() -> None:
 
 def test_status_endpoint_and_peer_poller() -> None:
     current = {"snap": snapshot()}
-    server = StatusServer("127.0.0.1", 0, lambda: current["snap"])
+    server = StatusServer("127.0.0.1", 0, lambda: current["snap"], metrics_text)
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}"

@@ -44,9 +44,9 @@ def test_lab_server_config_loads_and_follows_the_inventory(lab: dict[str, Any]) 
     assert cfg.hostname == "srv1" and cfg.withdraw_on_exit is True
     http, dns = cfg.services
     assert http.name == "http" and http.protocols == ["static_http_v4", "static_http_v6"]
-    assert http.address == "203.0.113.100" and http.unit == "nginx.service"
+    assert http.address == "203.0.113.100" and http.unit == "edgepop-frontline.target"
     assert http.check.type == "http" and http.check.fall == 2 and http.check.interval_s == 1.0
-    assert http.restart is not None and http.restart.command == ["systemctl", "restart", "nginx.service"]
+    assert http.restart is not None and http.restart.command == ["systemctl", "restart", "edgepop-frontline.target"]
     assert http.fast_interval_s == 0.05
     assert dns.check.type == "dns" and dns.protocols == ["static_dns_v4", "static_dns_v6"]
     assert cfg.status.listen == "198.51.100.41" and cfg.status.port == 9180

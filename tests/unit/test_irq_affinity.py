@@ -10,9 +10,7 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
+from playbook_run import run_play
 
 from edgepop import irq_plan
 from edgepop.derive import derive_all
@@ -328,24 +327,7 @@ def test_module_runs_through_ansible_with_its_module_utils(tmp_path: Path) -> No
     """The module and edgepop_irq.py travel to the host as Ansible ships them (ansible.cfg's module_utils)."""
     root = tree(tmp_path, "seed-2s6c2t")
     before = snapshot(root)
-    book = tmp_path / "play.yml"
     task = {"irq_affinity": {"groups": SEED_GROUPS, "root": str(root)}, "register": "out"}
-    book.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.timer",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", "--check", book],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120,
-    )  # fmt: skip
-    start = done.stdout.find("{")
-    assert start >= 0, done.stdout + done.stderr
-    report, _ = json.JSONDecoder().raw_decode(done.stdout[start:])
-    result = report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    result = run_play(tmp_path, [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}], "--check").first()
     assert result["changed"] is True and len(result["changed_irqs"]) == 48, result
     assert snapshot(root) == before

@@ -7,15 +7,11 @@ is the preflight decision and the module as the role calls it with a host's stru
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from playbook_run import run_play
 
 from edgepop.derive import derive_all
 from edgepop.validate import validate_inventory
@@ -32,7 +28,6 @@ def structured(inventory: str, host: str) -> dict[str, Any]:
 
 
 def play_role(tmp_path: Path, sc: dict[str, Any], root: Path, **role_vars: Any) -> dict[str, Any]:
-    book = tmp_path / "play.yml"
     variables = {
         "edgepop_device": sc,
         "irq_affinity__root": str(root),
@@ -40,26 +35,10 @@ def play_role(tmp_path: Path, sc: dict[str, Any], root: Path, **role_vars: Any) 
         "irq_affinity__stop_irqbalance": False,
         **role_vars,
     }
-    book.write_text(
-        yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "vars": variables, "roles": ["irq_affinity"]}])
+    run = run_play(
+        tmp_path, [{"hosts": "localhost", "gather_facts": False, "vars": variables, "roles": ["irq_affinity"]}]
     )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.timer",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(book)],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=180,
-    )  # fmt: skip
-    start = done.stdout.find("{")
-    assert start >= 0, done.stdout + done.stderr
-    report, _ = json.JSONDecoder().raw_decode(done.stdout[start:])
-    tasks = {t["task"]["name"]: t["hosts"]["localhost"] for t in report["plays"][0]["tasks"]}
-    return {"stats": report["stats"]["localhost"], "tasks": tasks}
+    return {"stats": run.stats(), "tasks": run.tasks()}
 
 
 PIN = "irq_affinity : Pin each NIC queue's interrupts to one CPU of its group's socket"

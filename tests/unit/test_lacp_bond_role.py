@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from playbook_run import run_play
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "bonding"
@@ -18,33 +15,16 @@ BOND0 = {"name": "bond0", "group": "external", "members": ["ext0", "ext1", "ext2
 
 
 def play_role(tmp_path: Path, layout: str, *flags: str) -> dict[str, Any]:
-    book = tmp_path / "play.yml"
     variables = {
         "edgepop_device": {"hostname": "srv", "kind": "server", "interfaces": {"bonds": [BOND0]}},
         "lacp_bond__root": str(DATA / layout),
         "lacp_bond__retries": 1,
         "lacp_bond__delay": 0,
     }
-    book.write_text(
-        yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "vars": variables, "roles": ["lacp_bond"]}])
+    run = run_play(
+        tmp_path, [{"hosts": "localhost", "gather_facts": False, "vars": variables, "roles": ["lacp_bond"]}], *flags
     )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.timer",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(book), *flags],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=180,
-    )  # fmt: skip
-    start = done.stdout.find("{")
-    assert start >= 0, done.stdout + done.stderr
-    report, _ = json.JSONDecoder().raw_decode(done.stdout[start:])
-    tasks = {t["task"]["name"]: t["hosts"]["localhost"] for t in report["plays"][0]["tasks"]}
-    return {"stats": report["stats"]["localhost"], "tasks": tasks}
+    return {"stats": run.stats(), "tasks": run.tasks()}
 
 
 FAIL = "lacp_bond : Check that every LACP bond has aggregated"

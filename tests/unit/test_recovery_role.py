@@ -5,15 +5,13 @@ by the agent's own `--check-config`."""
 
 from __future__ import annotations
 
-import json
-import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from playbook_run import run_play
 
 from edgepop.agents.recoveryd.config import load_config
 from edgepop.derive import derive_all
@@ -49,26 +47,9 @@ def play(tmp_path: Path, **role_vars: Any) -> tuple[dict[str, Any], str]:
         "recovery__state_file": str(tmp_path / "lib" / "state.json"),
         **role_vars,
     }
-    book = tmp_path / "play.yml"
-    book.write_text(
-        yaml.safe_dump([{"hosts": "control", "gather_facts": False, "vars": variables, "roles": ["recovery"]}])
-    )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.timer",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), str(book)],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=300,
-    )  # fmt: skip
-    start = done.stdout.find("{")
-    assert start >= 0, done.stdout + done.stderr
-    report, _ = json.JSONDecoder().raw_decode(done.stdout[start:])
-    return report["stats"]["localhost"], done.stdout + done.stderr
+    play = [{"hosts": "control", "gather_facts": False, "vars": variables, "roles": ["recovery"]}]
+    run = run_play(tmp_path, play, inventory=tmp_path / "hosts.yml", timeout=300)
+    return run.stats(), run.output
 
 
 def test_role_installs_a_valid_config_with_vaulted_credentials_then_changes_nothing(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from edgepop.agents.common import ConfigError
 from edgepop.agents.recoveryd.audit import AuditLog, read_audit
-from edgepop.agents.recoveryd.config import ConfigError, RecoverydConfig, dump_config, parse_config
+from edgepop.agents.recoveryd.config import RecoverydConfig, dump_config, parse_config
 from edgepop.agents.recoveryd.core import Action, Observation, Recovery
 
 DEAD = Observation(bgp=False, reach=False, healthd=False)

@@ -4,53 +4,33 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
+from edgepop.agents.common import agent_main, agent_parser
 from edgepop.agents.healthd import logs
-from edgepop.agents.healthd.config import ConfigError, dump_config, load_config
+from edgepop.agents.healthd.config import HealthdConfig, dump_config, load_config
 
 DEFAULT_CONFIG = "/etc/edgepop/healthd.yml"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: {message}", file=sys.stderr)
-        sys.exit(os.EX_USAGE)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="healthd",
-        description="Checks each anycast service on this server and withdraws its routes through BIRD "
-        "while it is unhealthy.",
+    return agent_parser(
+        "healthd",
+        "Checks each anycast service on this server and withdraws its routes through BIRD while it is unhealthy.",
+        DEFAULT_CONFIG,
+        "print the effective configuration and exit",
     )
-    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
-    mode.add_argument("--print-config", action="store_true", help="print the effective configuration and exit")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        return os.EX_NOINPUT if not os.path.exists(args.config) else os.EX_CONFIG
-    if args.check_config:
-        print(f"{args.config}: OK ({len(config.services)} services)")
-        return os.EX_OK
-    if args.print_config:
-        sys.stdout.write(dump_config(config))
-        return os.EX_OK
+def _run(path: str, config: HealthdConfig) -> int:
     logs.setup(config.log_format, config.log_level)
     from edgepop.agents.healthd.daemon import Daemon
 
     try:
-        return Daemon(args.config, config).run()
+        return Daemon(path, config).run()
     except Exception:
         logs.get_logger().exception("healthd crashed")
         return os.EX_SOFTWARE
+
+
+def main(argv: list[str] | None = None) -> int:
+    return agent_main(parser(), argv, load_config, lambda c: f"{len(c.services)} services", dump_config, _run)

@@ -13,21 +13,12 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edgepop.agents.common import dump_yaml, load_yaml, parse_model
 from edgepop.model.schema import Check, Port
 
 _PROTOCOL_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-class ConfigError(Exception):
-    """The configuration file is missing, not YAML, or not valid; `errors` are `file: key: what` lines."""
-
-    def __init__(self, path: str, errors: list[str]) -> None:
-        self.path = path
-        self.errors = errors
-        super().__init__("\n".join(errors))
 
 
 class _Settings(BaseModel):
@@ -203,39 +194,15 @@ class HealthdConfig(_Settings):
         return self
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def parse_config(data: object, path: str) -> HealthdConfig:
-    """Validate already-loaded YAML; every error names the file and the key."""
-    if not isinstance(data, dict):
-        raise ConfigError(path, [f"{path}: expected a mapping at the top level, got {type(data).__name__}"])
-    try:
-        return HealthdConfig.model_validate(data)
-    except ValidationError as exc:
-        errors = [f"{path}: {_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError(path, errors) from None
+    """Validate already-loaded YAML; every error names the file and the key (never a value)."""
+    return parse_model(HealthdConfig, data, path)
 
 
 def load_config(path: str | Path) -> HealthdConfig:
-    name = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(name, [f"{name}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ConfigError(name, [f"{name}: {where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_config(data, name)
+    return parse_config(load_yaml(path), str(path))
 
 
 def dump_config(config: HealthdConfig) -> str:
     """The effective configuration, defaults filled in (`--print-config`)."""
-    return str(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=False, width=120))
+    return dump_yaml(config.model_dump(mode="json"))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from edgepop.agents.common import ConfigError, StatusServer
 from edgepop.agents.healthd.adapters import (
     BirdRoutes,
     JsonStateStore,
@@ -27,10 +28,10 @@ from edgepop.agents.healthd.adapters import (
     system_load,
 )
 from edgepop.agents.healthd.checks import make_probe
-from edgepop.agents.healthd.config import ConfigError, HealthdConfig, load_config
+from edgepop.agents.healthd.config import HealthdConfig, load_config
 from edgepop.agents.healthd.core import Agent
 from edgepop.agents.healthd.logs import get_logger
-from edgepop.agents.healthd.status import PeerPoller, StatusServer
+from edgepop.agents.healthd.status import PeerPoller, metrics_text
 from edgepop.bird.control import BirdControl
 
 # the longest the loop sleeps: signals and finished checks wake it earlier
@@ -100,7 +101,7 @@ class Daemon:
         if self.config.status.listen is not None:
             try:
                 self.status = StatusServer(
-                    self.config.status.listen, self.config.status.port, lambda: self.latest, log=self.log
+                    self.config.status.listen, self.config.status.port, lambda: self.latest, metrics_text
                 )
                 self.status.start()
                 self.log.info("status endpoint up", listen=self.config.status.listen, port=self.status.port)

@@ -8,19 +8,15 @@ after every round, so no request ever touches the state machine.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edgepop.agents.healthd.config import Peer
 from edgepop.agents.healthd.logs import BoundLogger, get_logger
-
-_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux: bind before the address is configured
 
 Snapshot = dict[str, Any]
 
@@ -76,60 +72,6 @@ def metrics_text(snap: Snapshot) -> str:
         f"edgepop_healthd_load {float(snap.get('load', 0.0)):g}",
     ]
     return "\n".join(lines) + "\n"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, addr: tuple[str, int], family: socket.AddressFamily, source: Callable[[], Snapshot]) -> None:
-        self.address_family = family
-        self.source = source
-        super().__init__(addr, _Handler)
-
-    def server_bind(self) -> None:
-        if self.address_family == socket.AF_INET:
-            self.socket.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
-        super().server_bind()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        snap = self.server.source()
-        if self.path.split("?")[0] == "/status":
-            body, ctype = json.dumps(snap, sort_keys=True).encode(), "application/json"
-        elif self.path.split("?")[0] == "/metrics":
-            body, ctype = metrics_text(snap).encode(), "text/plain; version=0.0.4"
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class StatusServer:
-    """Serves the latest snapshot on `address:port` from a background thread."""
-
-    def __init__(self, address: str, port: int, source: Callable[[], Snapshot], log: BoundLogger | None = None):
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self.log = log or get_logger()
-        self.httpd = _Server((address, port), family, source)
-        self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="status", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 class PeerPoller:

@@ -13,29 +13,20 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from edgepop.agents.common import dump_yaml, load_yaml, parse_model
+
 _OID_RE = r"^1(\.[0-9]+)+$"
 _PROTOCOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class ConfigError(Exception):
-    """The configuration file is missing, not YAML, or not valid; `errors` are `file: key: what` lines."""
-
-    def __init__(self, path: str, errors: list[str]) -> None:
-        self.path = path
-        self.errors = errors
-        super().__init__("\n".join(errors))
 
 
 class _Settings(BaseModel):
@@ -253,40 +244,15 @@ class RecoverydConfig(_Settings):
         return [s for s in out if s]
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def parse_config(data: object, path: str) -> RecoverydConfig:
     """Validate already-loaded YAML; every error names the file and the key (never a value)."""
-    if not isinstance(data, dict):
-        raise ConfigError(path, [f"{path}: expected a mapping at the top level, got {type(data).__name__}"])
-    try:
-        return RecoverydConfig.model_validate(data)
-    except ValidationError as exc:
-        errors = [f"{path}: {_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError(path, errors) from None
+    return parse_model(RecoverydConfig, data, path)
 
 
 def load_config(path: str | Path) -> RecoverydConfig:
-    name = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(name, [f"{name}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ConfigError(name, [f"{name}: {where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_config(data, name)
+    return parse_config(load_yaml(path), str(path))
 
 
 def dump_config(config: RecoverydConfig) -> str:
     """The effective configuration, defaults filled in, credentials masked (`--print-config`)."""
-    data = config.model_dump(mode="json")
-    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120))
+    return dump_yaml(config.model_dump(mode="json"))

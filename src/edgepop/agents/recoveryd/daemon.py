@@ -32,11 +32,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from edgepop.agents.common import StatusServer
 from edgepop.agents.healthd.logs import get_logger
 from edgepop.agents.recoveryd.audit import AuditLog, scrub
 from edgepop.agents.recoveryd.config import RecoverydConfig, ServerConfig
 from edgepop.agents.recoveryd.core import Action, Method, Observation, Recovery
-from edgepop.agents.recoveryd.status import StatusServer
+from edgepop.agents.recoveryd.status import metrics_text
 from edgepop.bird.control import BirdControl, Protocol
 
 
@@ -260,7 +261,9 @@ class Daemon:
             signal.signal(signum, self._signal)
         if self.config.status.listen is not None:
             try:
-                self.status = StatusServer(self.config.status.listen, self.config.status.port, lambda: self.latest)
+                self.status = StatusServer(
+                    self.config.status.listen, self.config.status.port, lambda: self.latest, metrics_text
+                )
                 self.status.start()
             except OSError as exc:
                 self.log.error("status endpoint unavailable; running without it", detail=str(exc))

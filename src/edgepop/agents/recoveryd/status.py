@@ -3,11 +3,6 @@ and `/metrics` (Prometheus text). It serves what the loop stored last; no reques
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edgepop.agents.recoveryd.core import SIGNALS
@@ -52,50 +47,3 @@ def metrics_text(snap: Snapshot) -> str:
         f"edgepop_recoveryd_down {snap.get('down', 0)}",
     ]
     return "\n".join(lines) + "\n"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, addr: tuple[str, int], family: socket.AddressFamily, source: Callable[[], Snapshot]) -> None:
-        self.address_family = family
-        self.source = source
-        super().__init__(addr, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        snap = self.server.source()
-        path = self.path.split("?")[0]
-        if path == "/status":
-            body, ctype = json.dumps(snap, sort_keys=True).encode(), "application/json"
-        elif path == "/metrics":
-            body, ctype = metrics_text(snap).encode(), "text/plain; version=0.0.4"
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class StatusServer:
-    def __init__(self, address: str, port: int, source: Callable[[], Snapshot]) -> None:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self.httpd = _Server((address, port), family, source)
-        self.port = int(self.httpd.server_address[1])
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="status", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
