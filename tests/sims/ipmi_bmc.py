@@ -21,12 +21,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+try:  # imported by the tests as sims.ipmi_bmc; run as a script in the child
+    from sims.child import SimChild
+except ImportError:
+    from child import SimChild  # type: ignore[no-redef]
 
 POWER_CYCLE_PAUSE_S = 0.2
 
@@ -91,7 +94,7 @@ def _serve(port: int, address: str, user: str, password: str, initial: str) -> N
     bmc.Bmc.listen(timeout=1)
 
 
-class BmcSim:
+class BmcSim(SimChild):
     """Runs the virtual BMC as a child process (optionally inside a network namespace: `prefix`,
     e.g. `["ip", "netns", "exec", ns]`) and calls `on_power("on"|"off")` for every power change."""
 
@@ -110,7 +113,6 @@ class BmcSim:
         self.port = port
         self.on_power = on_power
         self.events: list[str] = []
-        self.errors: list[str] = []
         secret = (workdir or Path("/tmp")) / f"bmc-{port}-{os.getpid()}.pw"
         secret.write_text(password)
         secret.chmod(0o600)
@@ -130,43 +132,17 @@ class BmcSim:
             "--initial",
             initial,
         ]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        if not self._ready.wait(15):
-            self.stop()
-            raise RuntimeError(f"virtual BMC on port {port} did not start: {self.errors[-5:]}")
+        super().__init__(argv, f"virtual BMC on port {port}")
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode(errors="replace").strip()
-            if line == "ready":
-                self._ready.set()
-            elif line.startswith("power "):
-                state = line.split()[1]
-                self.events.append(state)
-                try:
-                    self.on_power(state)
-                except Exception as exc:
-                    self.errors.append(f"on_power({state}): {exc!r}")
-
-    def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.errors.append(raw.decode(errors="replace").rstrip())
+    def on_line(self, line: str) -> None:
+        if line.startswith("power "):
+            state = line.split()[1]
+            self.events.append(state)
+            self.on_power(state)
 
     def stop(self) -> None:
         """Stop the BMC: its address goes silent (an unreachable BMC)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().stop()
         with contextlib.suppress(FileNotFoundError):
             self._secret.unlink()
 

@@ -21,12 +21,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+try:  # imported by the tests as sims.snmp_pdu; run as a script in the child
+    from sims.child import SimChild
+except ImportError:
+    from child import SimChild  # type: ignore[no-redef]
 
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
@@ -144,7 +148,7 @@ class PduAgent:
         return bytes(encoder.encode(rsp_msg))
 
 
-class PduProcess:
+class PduProcess(SimChild):
     """The agent as a child process (optionally in a network namespace: `prefix`, e.g.
     `["ip", "netns", "exec", ns]`), calling `on_change(outlet, "on"|"off")` for every change."""
 
@@ -160,48 +164,18 @@ class PduProcess:
     ) -> None:
         self.on_change = on_change
         self.events: list[tuple[int, str]] = []
-        self.errors: list[str] = []
         secret = workdir / f"pdu-{port}.community"
         secret.write_text(community)
         secret.chmod(0o600)
         argv = [*(prefix or []), sys.executable, __file__, "--port", str(port), "--community-file", str(secret)]
-        self.proc = subprocess.Popen(
-            [*argv, "--outlets", str(outlets)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
-        )
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        if not self._ready.wait(15):
-            self.stop()
-            raise RuntimeError(f"PDU agent on port {port} did not start: {self.errors[-5:]}")
+        super().__init__([*argv, "--outlets", str(outlets)], f"PDU agent on port {port}")
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            words = raw.decode(errors="replace").split()
-            if words == ["ready"]:
-                self._ready.set()
-            elif len(words) == 3 and words[0] == "outlet":
-                event = (int(words[1]), words[2])
-                self.events.append(event)
-                try:
-                    self.on_change(*event)
-                except Exception as exc:
-                    self.errors.append(f"on_change{event}: {exc!r}")
-
-    def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.errors.append(raw.decode(errors="replace").rstrip())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def on_line(self, line: str) -> None:
+        words = line.split()
+        if len(words) == 3 and words[0] == "outlet":
+            event = (int(words[1]), words[2])
+            self.events.append(event)
+            self.on_change(*event)
 
 
 def main() -> int:

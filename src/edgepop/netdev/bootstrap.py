@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,86 @@ def show_version(conn: Any) -> dict[str, Any]:
     return dict(parsed[0])
 
 
+@dataclass(frozen=True)
+class _Api:
+    """How one platform's API is found, switched on and confirmed over its CLI."""
+
+    name: str
+    device_type: str
+    enable_mode: bool
+    is_on: Callable[[Any], bool]
+    switch_on: Callable[[str, Any], None]
+    unconfirmed: str
+    """What went wrong when the change was made but the API still does not show as on."""
+
+
+def _enable(
+    api: _Api, host: str, address: str, username: str, password: str, port: int, timeout: int, check: bool
+) -> BootstrapResult:
+    conn = _connect(host, api.device_type, address, username, password, port, timeout)
+    try:
+        if api.enable_mode:
+            conn.enable()
+        facts = show_version(conn)
+        if api.is_on(conn):
+            return BootstrapResult(host, changed=False, enabled=True, facts=facts)
+        if check:
+            return BootstrapResult(host, changed=True, enabled=False, facts=facts)
+        api.switch_on(host, conn)
+        if not api.is_on(conn):
+            raise NetdevError(host, api.unconfirmed)
+        return BootstrapResult(host, changed=True, enabled=True, facts=facts)
+    except NetdevError:
+        raise
+    except Exception as exc:
+        raise classify(host, exc, f"enabling {api.name}") from exc
+    finally:
+        conn.disconnect()
+
+
+def _eapi_on(host: str, conn: Any) -> None:
+    from netmiko import ConfigInvalidException
+
+    try:
+        conn.send_config_set(EAPI_ON, error_pattern=EOS_CLI_ERROR)
+    except ConfigInvalidException as exc:
+        conn.exit_config_mode()
+        raise ConfigRejected(host, f"enabling eAPI was refused: {exc}") from exc
+    conn.save_config()
+
+
+def _netconf_enabled(conn: Any) -> bool:
+    """Whether the committed config has `system services netconf ssh`."""
+    lines = conn.send_command(NETCONF_SHOW).splitlines()
+    if any(re.search(JUNOS_CLI_ERROR, line) for line in lines):
+        raise NetdevError(conn.host, f"unexpected answer to {NETCONF_SHOW}: {lines!r}")
+    return any(line.split()[:5] == ["set", "system", "services", "netconf", "ssh"] for line in lines)
+
+
+def _netconf_on(host: str, conn: Any) -> None:
+    from netmiko import ConfigInvalidException
+
+    try:
+        conn.send_config_set(NETCONF_ON, exit_config_mode=False, error_pattern=JUNOS_CLI_ERROR)
+        conn.commit(and_quit=True)
+    except (ConfigInvalidException, ValueError) as exc:
+        _discard(conn)
+        if "database locked" in str(exc):
+            raise ConfigLocked(host, f"the configuration is locked by another session: {exc}") from exc
+        raise ConfigRejected(host, f"enabling NETCONF was refused: {exc}") from exc
+
+
+EAPI = _Api("eAPI", "arista_eos", True, _eapi_enabled, _eapi_on, "eAPI is configured but does not report enabled")
+NETCONF = _Api(
+    "NETCONF",
+    "juniper_junos",
+    False,
+    _netconf_enabled,
+    _netconf_on,
+    "NETCONF is committed but the configuration does not show it",
+)
+
+
 def enable_eapi(
     host: str,
     address: str,
@@ -84,39 +165,7 @@ def enable_eapi(
     check: bool = False,
 ) -> BootstrapResult:
     """Turn on eAPI (HTTPS) on an EOS switch reached over SSH; idempotent; `check` changes nothing."""
-    from netmiko import ConfigInvalidException
-
-    conn = _connect(host, "arista_eos", address, username, password, port, timeout)
-    try:
-        conn.enable()
-        facts = show_version(conn)
-        if _eapi_enabled(conn):
-            return BootstrapResult(host, changed=False, enabled=True, facts=facts)
-        if check:
-            return BootstrapResult(host, changed=True, enabled=False, facts=facts)
-        try:
-            conn.send_config_set(EAPI_ON, error_pattern=EOS_CLI_ERROR)
-        except ConfigInvalidException as exc:
-            conn.exit_config_mode()
-            raise ConfigRejected(host, f"enabling eAPI was refused: {exc}") from exc
-        conn.save_config()
-        if not _eapi_enabled(conn):
-            raise NetdevError(host, "eAPI is configured but does not report enabled")
-        return BootstrapResult(host, changed=True, enabled=True, facts=facts)
-    except NetdevError:
-        raise
-    except Exception as exc:
-        raise classify(host, exc, "enabling eAPI") from exc
-    finally:
-        conn.disconnect()
-
-
-def _netconf_enabled(conn: Any) -> bool:
-    """Whether the committed config has `system services netconf ssh`."""
-    lines = conn.send_command(NETCONF_SHOW).splitlines()
-    if any(re.search(JUNOS_CLI_ERROR, line) for line in lines):
-        raise NetdevError(conn.host, f"unexpected answer to {NETCONF_SHOW}: {lines!r}")
-    return any(line.split()[:5] == ["set", "system", "services", "netconf", "ssh"] for line in lines)
+    return _enable(EAPI, host, address, username, password, port, timeout, check)
 
 
 def enable_netconf(
@@ -132,32 +181,7 @@ def enable_netconf(
     """Turn on NETCONF over SSH on a Junos router reached over its SSH CLI; idempotent; `check`
     changes nothing. A `root` login on a factory-fresh box lands in the shell; netmiko starts the
     CLI from there. The change is committed (`commit and-quit`): Junos has no separate save."""
-    from netmiko import ConfigInvalidException
-
-    conn = _connect(host, "juniper_junos", address, username, password, port, timeout)
-    try:
-        facts = show_version(conn)
-        if _netconf_enabled(conn):
-            return BootstrapResult(host, changed=False, enabled=True, facts=facts)
-        if check:
-            return BootstrapResult(host, changed=True, enabled=False, facts=facts)
-        try:
-            conn.send_config_set(NETCONF_ON, exit_config_mode=False, error_pattern=JUNOS_CLI_ERROR)
-            conn.commit(and_quit=True)
-        except (ConfigInvalidException, ValueError) as exc:
-            _discard(conn)
-            if "database locked" in str(exc):
-                raise ConfigLocked(host, f"the configuration is locked by another session: {exc}") from exc
-            raise ConfigRejected(host, f"enabling NETCONF was refused: {exc}") from exc
-        if not _netconf_enabled(conn):
-            raise NetdevError(host, "NETCONF is committed but the configuration does not show it")
-        return BootstrapResult(host, changed=True, enabled=True, facts=facts)
-    except NetdevError:
-        raise
-    except Exception as exc:
-        raise classify(host, exc, "enabling NETCONF") from exc
-    finally:
-        conn.disconnect()
+    return _enable(NETCONF, host, address, username, password, port, timeout, check)
 
 
 def _discard(conn: Any) -> None:
