@@ -280,10 +280,8 @@ def derive_arprelay(model: PopModel) -> dict[str, Any] | None:
         return None
     sw = model.switches[ar.switch]
     relay_host = ar.relay_host or ar.switch
-    if relay_host in model.controls:
-        listen = _ip(model.controls[relay_host].lan_address_v4)
-    else:
-        listen = _ip(sw.lan_address_v4)
+    carrier = model.controls[relay_host].lan_address_v4 if relay_host in model.controls else sw.lan_address_v4
+    listen = _ip(carrier)
     providers = []
     for prov in model.providers:
         if prov.switch != ar.switch or prov.table is None:

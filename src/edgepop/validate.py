@@ -536,7 +536,7 @@ def _check_unique_addresses(c: _Ctx) -> None:
     for i, prov in enumerate(c.providers):
         if prov is None:
             continue
-        home = c.routers.get(prov.router)
+        home = c.routers.get(prov.router) if prov.router else None
         link = next((x for x in home.interfaces if x.name == prov.port), None) if home else None
         for fam, addr in (("v4", prov.address_v4), ("v6", prov.address_v6)):
             mine = getattr(link, f"address_{fam}") if link else None
@@ -742,7 +742,7 @@ def _check_switches(c: _Ctx) -> dict[tuple[str, str], str]:
     """Validate switch ports and uplinks; return (switch, port) -> what is cabled there."""
     used: dict[tuple[str, str], str] = {}
     router_ports: dict[tuple[str, str], str] = {
-        (p.router, p.port): f"provider {p.name!r}" for p in c.providers if p is not None
+        (p.router, p.port): f"provider {p.name!r}" for p in c.providers if p is not None and p.router and p.port
     }
     for name, sw in c.switches.items():
         if not _in_any(sw.mgmt_address, [c.pop.ranges.management_v4]):
