@@ -6,7 +6,9 @@ the box as module_utils), the host half of the arprelay agent, and `edgepop st-p
 
 For every provider next hop the host gets four kernel objects:
 - a point-to-point address: `ip addr add LOCAL peer PROVIDER dev IF proto P` (the provider becomes
-  on-link without sharing its subnet);
+  on-link without sharing its subnet). IPv6 keys an address by its local half alone, so the host's
+  own address cannot be added again with a peer: an IPv6 provider is made on-link by a host route
+  instead, `ip -6 route replace PROVIDER/128 dev IF proto P` (main table);
 - a permanent neighbour: `ip neigh replace PROVIDER lladdr MAC nud permanent dev IF proto P` (no ARP
   or ND needed: the switch's ARP table told us the MAC);
 - a routing table of its own: `ip route replace default via PROVIDER dev IF table T proto P`;
@@ -37,6 +39,7 @@ NUD_PERMANENT = 0x80
 IFA_F_NODAD = 0x02
 AF_INET = 2
 AF_INET6 = 10
+MAIN_TABLE = 254
 
 DEFAULT_PROTO = 200
 DEFAULT_TABLE_MIN = 1000
@@ -147,7 +150,7 @@ def parse_nexthops(items: Sequence[dict[str, Any]], settings: Settings) -> list[
 
 # --- state: the kernel objects, normalised ----------------------------------------------------------
 
-AddressKey = tuple[str, str, str]  # interface, local, peer
+AddressKey = tuple[str, str, str]  # interface, local, peer (IPv4); interface, "", peer: on-link route (IPv6)
 NeighKey = tuple[str, str]  # interface, address
 RouteKey = tuple[int, int]  # table, family
 
@@ -163,7 +166,10 @@ class State:
 
     def lines(self) -> list[str]:
         """One line per object, sorted: what diff mode shows."""
-        out = [f"address {local} peer {peer} dev {ifname}" for ifname, local, peer in sorted(self.addresses)]
+        out = [
+            f"address {local} peer {peer} dev {ifname}" if local else f"on-link {peer} dev {ifname}"
+            for ifname, local, peer in sorted(self.addresses)
+        ]
         out += [
             f"neighbour {addr} lladdr {mac} dev {ifname}" for (ifname, addr), mac in sorted(self.neighbours.items())
         ]
@@ -189,7 +195,7 @@ def _fam(family: int) -> str:
 def desired_state(nexthops: Iterable[Nexthop], settings: Settings) -> State:
     want = State()
     for nh in nexthops:
-        want.addresses.add((nh.interface, nh.local, nh.address))
+        want.addresses.add((nh.interface, nh.local if nh.family == AF_INET else "", nh.address))
         want.neighbours[(nh.interface, nh.address)] = nh.mac
         want.routes[(nh.table, nh.family)] = (nh.address, nh.interface)
         want.rules[(nh.table, nh.family)] = settings.rule_priority
@@ -210,6 +216,9 @@ class Change:
         """The equivalent iproute2 command, for the operator (the code speaks netlink)."""
         if self.kind == "address":
             ifname, local, peer = self.key
+            if not local:
+                verb = "replace" if self.op == "add" else "del"
+                return f"ip -6 route {verb} {peer}/128 dev {ifname} proto {proto}"
             verb = "add" if self.op == "add" else "del"
             return f"ip addr {verb} {local} peer {peer} dev {ifname} proto {proto}"
         if self.kind == "neighbour":
@@ -324,7 +333,13 @@ class Netlink:
         for family in (AF_INET, AF_INET6):
             for msg in self._ipr.get_routes(family=family, table=None):
                 table = msg.get_attr("RTA_TABLE") or msg["table"]
-                if msg["proto"] != s.proto or not s.table_min <= table <= s.table_max or msg["dst_len"] != 0:
+                if msg["proto"] != s.proto:
+                    continue
+                if family == AF_INET6 and table == MAIN_TABLE and msg["dst_len"] == 128:
+                    oif = msg.get_attr("RTA_OIF")
+                    state.addresses.add((names.get(oif, str(oif)), "", _norm(msg.get_attr("RTA_DST"))))
+                    continue
+                if not s.table_min <= table <= s.table_max or msg["dst_len"] != 0:
                     continue
                 gw = msg.get_attr("RTA_GATEWAY")
                 oif = msg.get_attr("RTA_OIF")
@@ -361,7 +376,12 @@ class Netlink:
 
         p = self.settings.proto
         try:
-            if c.kind == "address":
+            if c.kind == "address" and not c.key[1]:
+                ifname, _, peer = c.key
+                verb = "replace" if c.op == "add" else "del"
+                self._ipr.route(verb, family=AF_INET6, dst=f"{peer}/128", oif=self.index(ifname), table=MAIN_TABLE,
+                                proto=p)  # fmt: skip
+            elif c.kind == "address":
                 ifname, local, peer = c.key
                 v6 = ":" in peer
                 args: dict[str, Any] = {

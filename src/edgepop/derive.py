@@ -314,7 +314,8 @@ def _server_arprelay(model: PopModel, srv: Server) -> dict[str, Any] | None:
     if relay is None or interface is None:
         return None
     v4, v6 = server_external_addresses(srv)
-    return {**relay, "interface": interface, "local_v4": v4, "local_v6": v6}
+    links_v6 = sorted({p["address"] for p in relay["providers"] if ":" in p["address"]}, key=ipaddress.ip_address)
+    return {**relay, "interface": interface, "local_v4": v4, "local_v6": v6, "links_v6": links_v6 if v6 else []}
 
 
 def derive_server(model: PopModel, host: str) -> StructuredConfig:
