@@ -158,8 +158,9 @@ def st_ping(
     timeout: float = 1.0,
     interval: float = 0.2,
     providers: list[str] | None = None,
-    pinger: Callable[[Route, str, int, float, float], Probe] = ping_over,
+    pinger: Callable[[Route, str, int, float, float], Probe] | None = None,
 ) -> list[Probe]:
+    probe = pinger or ping_over
     try:
         family = ipaddress.ip_address(dest).version
     except ValueError:
@@ -169,7 +170,7 @@ def st_ping(
         routes = [r for r in routes if r.provider in providers]
     if not routes:
         raise StPingError(f"no IPv{family} provider next hops in {state_file}")
-    return [pinger(r, dest, count, timeout, interval) for r in routes]
+    return [probe(r, dest, count, timeout, interval) for r in routes]
 
 
 def register(sub: Any) -> None:

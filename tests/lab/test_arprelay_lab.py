@@ -106,7 +106,7 @@ def test_servers_send_straight_to_each_providers_mac(lab: ArpRelayLab) -> None:
         # both announce the shared prefix: B's lower local preference leaves it to A
         assert lab.route(srv, SHARED)["gateway"] == A_V4
         # IPv6: BGP carries the provider's link-local next hop beside the global one, and BIRD uses it
-        lab.wait("A's IPv6 routes", lambda: "dev ext0 proto bird" in v6_route(lab, srv), 10)
+        lab.wait("A's IPv6 routes", lambda s=srv: "dev ext0 proto bird" in v6_route(lab, s), 10)  # type: ignore[misc]
         assert lab.permanent_mac(srv, A_V6) == MAC_A
         # the per-provider tables of the host agent
         assert f"default via {B_V4} dev ext0" in lab.nodes[srv].run("ip", "route", "show", "table", "1002")

@@ -60,7 +60,7 @@ class Eapi(_Settings):
 class RelayConfig(_Settings):
     role: Literal["relay"]
     listen: IpAddress = Field(description="address the mapping is served on (the switch's LAN address)")
-    port: int = Field(default=8790, ge=1, le=65535)
+    port: int = Field(default=8790, ge=0, le=65535, description="0: any free port")
     token: SecretStr | None = Field(default=None, description="hosts must send it as a bearer token")
     source: Literal["netlink", "eapi"]
     eapi: Eapi | None = None
