@@ -1,4 +1,4 @@
-"""`edgepop` command line: validate, render, schema docs, inventory edits, the lab.
+"""`edgepop` command line: validate, render, schema docs, inventory edits, the lab, st-ping.
 
 Exit codes follow sysexits: 0 ok, 65 (EX_DATAERR) invalid inventory, 64 (EX_USAGE) bad arguments,
 70 (EX_SOFTWARE) an internal error, 74 (EX_IOERR) files that cannot be written.
@@ -113,8 +113,9 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
     from edgepop.inventory_edit.cli import register as inventory_register
     from edgepop.lab.cli import register as lab_register
     from edgepop.netdev.cli import register as netdev_register
+    from edgepop.stping import register as stping_register
 
-    return [inventory_register, lab_register, netdev_register]
+    return [inventory_register, lab_register, netdev_register, stping_register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

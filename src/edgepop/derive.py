@@ -85,12 +85,18 @@ def static_protocol(service: str, family: str) -> str:
 # --- servers -----------------------------------------------------------------------------------
 
 
-def _group_addresses(srv: Server, group: str) -> tuple[str | None, str | None]:
+def _group_carrier(srv: Server, group: str) -> Bond | Nic | None:
+    """The bond or NIC that carries the addresses of a group (external: router LAN, internal: server LAN)."""
     carriers: list[Bond | Nic] = [*srv.bonds, *srv.nics]
     for item in carriers:
         if item.group == group and (item.address_v4 or item.address_v6):
-            return _ip(item.address_v4), _ip(item.address_v6)
-    return None, None
+            return item
+    return None
+
+
+def _group_addresses(srv: Server, group: str) -> tuple[str | None, str | None]:
+    item = _group_carrier(srv, group)
+    return (None, None) if item is None else (_ip(item.address_v4), _ip(item.address_v6))
 
 
 def server_external_addresses(srv: Server) -> tuple[str | None, str | None]:
@@ -114,6 +120,12 @@ def _server_peers(model: PopModel) -> list[dict[str, Any]]:
             continue
         peers.append({"name": host, "address_v4": v4, "address_v6": v6, "services": list(srv.services)})
     return peers
+
+
+def server_external_interface(srv: Server) -> str | None:
+    """The bond or NIC that carries the server's router-LAN addresses."""
+    item = _group_carrier(srv, "external")
+    return None if item is None else item.name
 
 
 def router_lan(rt: Router) -> tuple[str | None, str | None, str]:
@@ -258,6 +270,79 @@ def _server_irq(srv: Server) -> dict[str, Any]:
     }
 
 
+def _server_full_table(model: PopModel, srv: Server) -> dict[str, Any] | None:
+    """iBGP sessions that bring the providers' routes to the server, next hop unchanged (the
+    provider), which BIRD installs in the kernel: from the relay switch (arprelay) or from the
+    routers' loopbacks (bgp.reflect_to_servers)."""
+    v4, v6 = server_external_addresses(srv)
+    neighbors: list[dict[str, Any]] = []
+    ar = model.pop.arprelay
+    if ar.enabled and ar.switch in model.switches:
+        sw = model.switches[ar.switch]
+        neighbors.append(
+            {
+                "name": ar.switch,
+                "address_v4": _ip(sw.lan_address_v4),
+                "address_v6": _ip(sw.lan_address_v6),
+                "multihop": False,
+            }
+        )
+    if model.pop.bgp.reflect_to_servers:
+        for rname, rt in model.routers.items():
+            neighbors.append(
+                {"name": rname, "address_v4": rt.loopback_v4, "address_v6": rt.loopback_v6, "multihop": True}
+            )
+    if not neighbors or (v4 is None and v6 is None):
+        return None
+    return {"asn": model.pop.asn, "source_v4": v4, "source_v6": v6, "neighbors": neighbors}
+
+
+def derive_arprelay(model: PopModel) -> dict[str, Any] | None:
+    """The relay's PoP-wide settings: who serves the mapping where, and the providers it follows.
+    One entry per provider address (family), each with the provider's routing table."""
+    ar = model.pop.arprelay
+    if not ar.enabled or ar.switch not in model.switches:
+        return None
+    sw = model.switches[ar.switch]
+    relay_host = ar.relay_host or ar.switch
+    carrier = model.controls[relay_host].lan_address_v4 if relay_host in model.controls else sw.lan_address_v4
+    listen = _ip(carrier)
+    providers = []
+    for prov in model.providers:
+        if prov.switch != ar.switch or prov.table is None:
+            continue
+        for addr in (prov.address_v4, prov.address_v6):
+            if addr:
+                providers.append({"name": prov.name, "address": addr, "table": prov.table})
+    return {
+        "switch": ar.switch,
+        "relay_host": relay_host,
+        "source": "eapi" if sw.platform == "eos" else "netlink",
+        "eapi_address": sw.mgmt_address,
+        "eapi_poll_ms": ar.eapi_poll_ms,
+        "listen": listen,
+        "port": ar.port,
+        "url": f"http://{listen}:{ar.port}/v1/mapping",
+        "token": _secret(ar.token, "pop.arprelay.token"),
+        "long_poll_s": ar.long_poll_s,
+        "proto": ar.proto,
+        "table_min": ar.table_min,
+        "table_max": ar.table_max,
+        "rule_priority": ar.rule_priority,
+        "providers": providers,
+    }
+
+
+def _server_arprelay(model: PopModel, srv: Server) -> dict[str, Any] | None:
+    relay = derive_arprelay(model)
+    interface = server_external_interface(srv)
+    if relay is None or interface is None:
+        return None
+    v4, v6 = server_external_addresses(srv)
+    links_v6 = sorted({p["address"] for p in relay["providers"] if ":" in p["address"]}, key=ipaddress.ip_address)
+    return {**relay, "interface": interface, "local_v4": v4, "local_v6": v6, "links_v6": links_v6 if v6 else []}
+
+
 def derive_server(model: PopModel, host: str) -> StructuredConfig:
     srv = model.servers[host]
     return {
@@ -265,7 +350,8 @@ def derive_server(model: PopModel, host: str) -> StructuredConfig:
         "kind": "server",
         "pop": model.pop.name,
         "interfaces": _server_interfaces(model, srv),
-        "bgp": _server_bgp(model, host, srv),
+        "bgp": {**_server_bgp(model, host, srv), "full_table": _server_full_table(model, srv)},
+        "arprelay": _server_arprelay(model, srv),
         "services": _server_services(model, srv),
         "peers": _server_peers(model),
         "irq": _server_irq(srv),
@@ -515,6 +601,61 @@ def _switch_mlag(model: PopModel, host: str) -> dict[str, Any] | None:
     }
 
 
+def _switch_bgp(model: PopModel, host: str) -> dict[str, Any] | None:
+    """The relay switch's BGP (arprelay): eBGP to the providers cabled to it, iBGP to every server
+    with the providers' routes, next hop unchanged; the PoP's aggregates go to the providers and the
+    traffic for them on to the routers (static routes via their LAN addresses)."""
+    ar = model.pop.arprelay
+    if not ar.enabled or ar.switch != host:
+        return None
+    sw = model.switches[host]
+    bgp = model.pop.bgp
+    providers = []
+    for prov in model.providers:
+        if prov.switch != host:
+            continue
+        providers.append(
+            {
+                "name": prov.name,
+                "kind": prov.kind,
+                "asn": prov.asn,
+                "port": prov.switch_port,
+                "peer_v4": prov.address_v4,
+                "peer_v6": prov.address_v6,
+                "local_v4": _ip(prov.switch_address_v4) if prov.address_v4 else None,
+                "local_v6": _ip(prov.switch_address_v6) if prov.address_v6 else None,
+                "switch_address_v4": prov.switch_address_v4,
+                "switch_address_v6": prov.switch_address_v6,
+                "password": _secret(prov.password, f"providers.{prov.name}.password"),
+                "prefix_limit_v4": prov.prefix_limit.v4,
+                "prefix_limit_v6": prov.prefix_limit.v6,
+                "local_preference": prov.local_preference,
+                "ttl_security": prov.ttl_security,
+                "table": prov.table,
+            }
+        )
+    servers = []
+    for name, srv in model.servers.items():
+        v4, v6 = server_external_addresses(srv)
+        if v4 or v6:
+            servers.append({"name": name, "address_v4": v4, "address_v6": v6})
+    lans = [router_lan(rt) for rt in model.routers.values()]
+    return {
+        "asn": model.pop.asn,
+        "hold_time": bgp.hold_time,
+        "keepalive": bgp.keepalive,
+        "local_v4": _ip(sw.lan_address_v4),
+        "local_v6": _ip(sw.lan_address_v6),
+        "password": _secret(bgp.server_password, "pop.bgp.server_password"),
+        "announce_v4": list(model.pop.ranges.anycast_v4),
+        "announce_v6": list(model.pop.ranges.anycast_v6),
+        "routers_v4": [gw for gw, _, _ in lans if gw],
+        "routers_v6": [gw for _, gw, _ in lans if gw],
+        "providers": providers,
+        "servers": servers,
+    }
+
+
 def derive_switch(model: PopModel, host: str, cabled: list[str] | None = None) -> StructuredConfig:
     sw = model.switches[host]
     channels = []
@@ -558,6 +699,8 @@ def derive_switch(model: PopModel, host: str, cabled: list[str] | None = None) -
         "mgmt_interface_address": _mgmt_interface_address(model, sw.mgmt_address),
         "loopback_v4": sw.loopback_v4,
         "router_id": sw.loopback_v4 or sw.mgmt_address,
+        "lan_address_v4": sw.lan_address_v4,
+        "lan_address_v6": sw.lan_address_v6,
         "mlag_peer": sw.mlag_peer,
         "mlag": _switch_mlag(model, host),
         "vlans": [{"id": vid, "name": name} for name, vid in sorted(sw.vlans.items(), key=lambda kv: kv[1])],
@@ -573,7 +716,15 @@ def derive_switch(model: PopModel, host: str, cabled: list[str] | None = None) -
             }
             for u in sw.uplinks
         ],
+        "bgp": _switch_bgp(model, host),
+        "arprelay": _relay_here(model, host),
     }
+
+
+def _relay_here(model: PopModel, host: str) -> dict[str, Any] | None:
+    """The relay's settings on the box that runs it, None elsewhere."""
+    relay = derive_arprelay(model)
+    return relay if relay is not None and relay["relay_host"] == host else None
 
 
 def derive_control(model: PopModel, host: str) -> StructuredConfig:
@@ -590,6 +741,7 @@ def derive_control(model: PopModel, host: str) -> StructuredConfig:
             "callhome_url": model.pop.provisioning.callhome_url,
             "nearest_pops": [p.model_dump() for p in model.pop.nearest_pops],
         },
+        "arprelay": _relay_here(model, host),
         # what recoveryd cycles outlets on; the servers' BMCs and outlets are in their own configs
         "pdus": [
             {

@@ -517,6 +517,8 @@ def _check_unique_addresses(c: _Ctx) -> None:
     for name, sw in c.switches.items():
         claim(sw.mgmt_address, name, ("switch", "mgmt_address"))
         claim(sw.loopback_v4, name, ("switch", "loopback_v4"))
+        claim(sw.lan_address_v4, name, ("switch", "lan_address_v4"))
+        claim(sw.lan_address_v6, name, ("switch", "lan_address_v6"))
         if sw.mlag is not None:
             claim(sw.mlag.address, name, ("switch", "mlag", "address"))
     for name, ctl in c.controls.items():
@@ -534,13 +536,15 @@ def _check_unique_addresses(c: _Ctx) -> None:
     for i, prov in enumerate(c.providers):
         if prov is None:
             continue
-        home = c.routers.get(prov.router)
+        home = c.routers.get(prov.router) if prov.router else None
         link = next((x for x in home.interfaces if x.name == prov.port), None) if home else None
         for fam, addr in (("v4", prov.address_v4), ("v6", prov.address_v6)):
             mine = getattr(link, f"address_{fam}") if link else None
             if addr is not None and mine is not None and ipaddress.ip_interface(mine).ip == ipaddress.ip_address(addr):
                 continue  # the router's own address on that link: _check_providers says so
             claim(addr, "providers", ("providers", i, f"address_{fam}"))
+        for fam in ("v4", "v6"):
+            claim(getattr(prov, f"switch_address_{fam}"), "providers", ("providers", i, f"switch_address_{fam}"))
 
 
 def _check_names(c: _Ctx) -> None:
@@ -617,6 +621,8 @@ def _check_providers(c: _Ctx) -> None:
         if prov is None:
             continue
         base: tuple[str | int, ...] = ("providers", i)
+        if prov.router is None:
+            continue  # on the relay switch: _check_arprelay
         rt = c.routers.get(prov.router)
         if rt is None and prov.router in c.failed:
             continue
@@ -658,11 +664,85 @@ def _check_providers(c: _Ctx) -> None:
                 c.err("providers", keys, f"{addr} is the router's own address on {prov.port}")
 
 
+def _check_arprelay(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
+    """The relay switch, where its relay runs, and the providers cabled to it (their ports join `used`)."""
+    ar = c.pop.arprelay
+    homed = [(i, p) for i, p in enumerate(c.providers) if p is not None and p.switch is not None]
+    keys: tuple[str | int, ...] = ("pop", "arprelay")
+    if not ar.enabled:
+        for i, _ in homed:
+            c.err("providers", ("providers", i, "switch"), "providers on a switch need pop.arprelay.enabled: true")
+        return
+    sw = c.switches.get(ar.switch or "")
+    if sw is None:
+        if ar.switch not in c.failed:
+            known = ", ".join(c.switches) or "none"
+            c.err("pop", (*keys, "switch"), f"unknown switch {ar.switch!r} (switches: {known})")
+        return
+    relay = ar.relay_host or ar.switch
+    if relay != ar.switch and relay not in c.controls and relay not in c.failed:
+        c.err("pop", (*keys, "relay_host"), f"{relay!r} is neither the switch {ar.switch!r} nor a control server")
+    elif relay in c.controls and c.controls[relay].lan_address_v4 is None:
+        c.err(relay, ("control", "lan_address_v4"), "the arprelay host needs its address on the server LAN")
+    elif relay == ar.switch and sw.platform == "eos":
+        c.err(
+            "pop",
+            (*keys, "relay_host"),
+            f"{ar.switch!r} is an EOS switch: name the control server that polls its eAPI as relay_host",
+        )
+    assert ar.switch is not None
+    for fam in ("v4", "v6"):
+        mine = getattr(sw, f"lan_address_{fam}")
+        lan = getattr(c.pop.ranges, f"lan_{fam}")
+        if mine is None:
+            if fam == "v4":
+                c.err(
+                    ar.switch, ("switch", "lan_address_v4"), "the arprelay switch needs its address on the server LAN"
+                )
+        elif ipaddress.ip_interface(mine).network != _net(lan):
+            c.err(ar.switch, ("switch", f"lan_address_{fam}"), f"{mine} must be on lan_{fam} {lan}")
+    ports = [p.name for p in sw.ports]
+    tables: dict[int, str] = {}
+    for i, prov in homed:
+        base: tuple[str | int, ...] = ("providers", i)
+        if prov.switch != ar.switch:
+            c.err("providers", (*base, "switch"), f"{prov.switch!r} is not the arprelay switch {ar.switch!r}")
+            continue
+        assert prov.switch_port is not None and prov.table is not None
+        if prov.switch_port not in ports:
+            c.err("providers", (*base, "switch_port"), f"switch {ar.switch!r} has no port {prov.switch_port!r}")
+        elif (ar.switch, prov.switch_port) in used:
+            c.err(
+                "providers",
+                (*base, "switch_port"),
+                f"port {prov.switch_port!r} is already cabled to {used[(ar.switch, prov.switch_port)]}",
+            )
+        else:
+            used[(ar.switch, prov.switch_port)] = f"provider {prov.name!r}"
+        if not ar.table_min <= prov.table <= ar.table_max:
+            c.err(
+                "providers",
+                (*base, "table"),
+                f"table {prov.table} is outside pop.arprelay.table_min-table_max ({ar.table_min}-{ar.table_max})",
+            )
+        elif prov.table in tables:
+            c.err("providers", (*base, "table"), f"table {prov.table} is already provider {tables[prov.table]!r}'s")
+        else:
+            tables[prov.table] = prov.name
+        for fam in ("v4", "v6"):
+            addr, mine = getattr(prov, f"address_{fam}"), getattr(prov, f"switch_address_{fam}")
+            if addr is None or mine is None:
+                continue
+            local = ipaddress.ip_interface(mine)
+            if ipaddress.ip_address(addr) not in local.network:
+                c.err("providers", (*base, f"address_{fam}"), f"{addr} is not on the switch's link {local.network}")
+
+
 def _check_switches(c: _Ctx) -> dict[tuple[str, str], str]:
     """Validate switch ports and uplinks; return (switch, port) -> what is cabled there."""
     used: dict[tuple[str, str], str] = {}
     router_ports: dict[tuple[str, str], str] = {
-        (p.router, p.port): f"provider {p.name!r}" for p in c.providers if p is not None
+        (p.router, p.port): f"provider {p.name!r}" for p in c.providers if p is not None and p.router and p.port
     }
     for name, sw in c.switches.items():
         if not _in_any(sw.mgmt_address, [c.pop.ranges.management_v4]):
@@ -1164,6 +1244,7 @@ def validate_inventory(root: Path) -> Report:
         _check_routers(ctx)
         _check_providers(ctx)
         used = _check_switches(ctx)
+        _check_arprelay(ctx, used)
         miscabled = _check_servers(ctx, used)
         _check_switch_port_peers(ctx, used, miscabled)
         _check_mlag(ctx, used)

@@ -20,12 +20,17 @@ What it models, because the push engine depends on it:
   simulated remote end (`bgp_remotes`: peer -> its ASN) exists, the configured remote-as matches it
   and the neighbor is not shut down; otherwise Active (or Idle, administratively, when shut);
 - rejected lines: a config line matching one of `reject` (regular expressions) is refused with
-  EOS's "% Invalid input" error, the way the parser refuses a line it does not know.
+  EOS's "% Invalid input" error, the way the parser refuses a line it does not know;
+- the ARP and IPv6 neighbour tables, as the test feeds them (`set_neighbours`, e.g. from a lab
+  namespace's `ip -j neigh` through `neighbours_from_linux`): `show arp vrf all` (what NAPALM's
+  `get_arp_table` sends), `show ip arp` and `show ipv6 neighbors`, in EOS's JSON shape (MACs as
+  `xxxx.xxxx.xxxx`, an entry learned on a VLAN interface as "Vlan100, Ethernet1").
 
 What it does not model: EOS syntax (any other line is accepted as written, so the simulator
 cannot tell a valid config from an invalid one), defaults hidden from `show running-config`,
 nested modes (address families are stored flat under their parent), abbreviations, AAA beyond
-one user table, interfaces' operational state, and everything outside configuration and BGP.
+one user table, interfaces' operational state, ARP ageing and learning (the table is what the test
+last fed), and everything outside configuration, BGP and the neighbour tables.
 """
 
 from __future__ import annotations
@@ -219,6 +224,7 @@ class EosDevice:
         self.default_hostname = hostname
         self.booted = time.monotonic()
         self.log: list[str] = []  # every command received, in order, `enable` included
+        self.neighbours: list[dict[str, Any]] = []  # {address, hwAddress, interface, age}
 
     # --- state the tests look at ------------------------------------------------------------
 
@@ -242,6 +248,22 @@ class EosDevice:
         """Someone else opens a config session and leaves it open (what NAPALM calls a lock)."""
         with self.lock:
             self.sessions[name] = Session(name, self.running.copy())
+
+    def set_neighbours(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Replace the ARP/ND table: `{address, mac, interface}` rows (MACs in any usual notation)."""
+        rows = []
+        for e in entries:
+            digits = re.sub(r"[^0-9a-fA-F]", "", str(e["mac"])).lower()
+            rows.append(
+                {
+                    "address": str(e["address"]),
+                    "hwAddress": f"{digits[0:4]}.{digits[4:8]}.{digits[8:12]}",
+                    "interface": str(e.get("interface", "Vlan100, Ethernet1")),
+                    "age": int(e.get("age", 0)),
+                }
+            )
+        with self.lock:
+            self.neighbours = rows
 
     def commands_matching(self, pattern: str) -> list[str]:
         with self.lock:
@@ -378,7 +400,17 @@ class EosDevice:
         m = re.fullmatch(r"show (ip|ipv6) bgp (summary|neighbors|peers) vrf all", cmd)
         if m:
             return self._bgp(m.group(1), m.group(2))
+        if cmd in ("show arp vrf all", "show ip arp", "show ipv6 neighbors"):
+            return self._neighbour_table(cmd)
         raise CliError("% Invalid input")
+
+    def _neighbour_table(self, cmd: str) -> dict[str, Any]:
+        v6 = cmd == "show ipv6 neighbors"
+        rows = [dict(r) for r in self.neighbours if (":" in r["address"]) == v6]
+        if v6:
+            return {"ipV6Neighbors": rows}
+        table = {"dynamicEntries": len(rows), "staticEntries": 0, "totalEntries": len(rows), "ipV4Neighbors": rows}
+        return {"vrfs": {"default": table}} if cmd == "show arp vrf all" else table
 
     def _interfaces(self) -> dict[str, Any]:
         out = {}
@@ -451,3 +483,14 @@ class EosDevice:
                 }
             }
         return {"vrfs": {"default": {"peerList": mine}}}
+
+
+def neighbours_from_linux(rows: Iterable[dict[str, Any]], interface: str) -> list[dict[str, Any]]:
+    """`ip -j neigh` rows of a Linux switch -> `set_neighbours` entries, every one shown on
+    `interface` (e.g. "Vlan100, Ethernet1"); entries without a MAC (INCOMPLETE, FAILED) are left out,
+    as EOS lists only resolved ones."""
+    out = []
+    for r in rows:
+        if r.get("lladdr") and not {"FAILED", "INCOMPLETE"} & set(r.get("state", [])):
+            out.append({"address": r["dst"], "mac": r["lladdr"], "interface": interface})
+    return out

@@ -222,10 +222,15 @@ def test_bird_server_announces_its_services_with_its_weight(name: str) -> None:
                 assert "source = RTS_STATIC" in block
             else:
                 assert "accept" not in block, f"{host} exports {fam} routes it does not have"
-        sessions = re.findall(r"^protocol bgp (\S+) \{$", conf, re.M)
-        assert sessions and all(re.fullmatch(r"router_[a-z0-9_]+_v[46]", s) for s in sessions)
-        assert conf.count("import none;") == len(sessions)
+        found = re.findall(r"^protocol bgp (\S+) \{$", conf, re.M)
+        sessions = [s for s in found if s.startswith("router_")]
+        # the providers' routes (ARP-relay design) come in on iBGP sessions of their own
+        full_table = [s for s in found if s.startswith("full_table_")]
+        assert sessions and sessions + full_table == found
+        assert all(re.fullmatch(r"router_[a-z0-9_]+_v[46]", s) for s in sessions)
+        assert conf.count("import none;") == len(sessions) + (2 if full_table else 0)  # + the kernel protocols
         assert conf.count("bfd on;") == len(sessions)
+        assert conf.count("import all;") == len(full_table)
 
 
 @pytest.mark.parametrize("name", ["bird-edge", "lab"])

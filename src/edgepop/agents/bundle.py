@@ -41,6 +41,8 @@ RECOVERY_DEPENDENCIES = (
     "pysnmp",
     "pyasn1",
 )
+# what arprelay imports besides (`--arprelay`): netlink, to read and program neighbours and routes
+ARPRELAY_DEPENDENCIES = ("pyroute2",)
 MANIFEST = "EDGEPOP_BUNDLE.json"
 
 
@@ -111,8 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edgepop-bundle", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="tarball to write (only when its content changed)")
     parser.add_argument("--recovery", action="store_true", help="add recoveryd's power-driver libraries")
+    parser.add_argument("--arprelay", action="store_true", help="add arprelay's netlink library (pyroute2)")
     args = parser.parse_args(argv)
-    data, manifest = build(DEPENDENCIES + RECOVERY_DEPENDENCIES if args.recovery else DEPENDENCIES)
+    deps = (
+        DEPENDENCIES
+        + (RECOVERY_DEPENDENCIES if args.recovery else ())
+        + (ARPRELAY_DEPENDENCIES if args.arprelay else ())
+    )
+    data, manifest = build(deps)
     out = Path(args.out)
     changed = not out.is_file() or out.read_bytes() != data
     if changed:

@@ -138,8 +138,11 @@ def build_topology(model: PopModel) -> LabTopology:
         for up in sw.uplinks:
             topo.links.append(Link(Endpoint(sw_name, up.port), Endpoint(up.router, up.router_port)))
 
-    transits = [p for p in model.providers if p.kind == "transit"] + [p for p in model.providers if p.kind == "peer"]
+    # the container lab cables providers to routers; providers on an arprelay switch are left out
+    routed = [p for p in model.providers if p.router is not None and p.port is not None]
+    transits = [p for p in routed if p.kind == "transit"] + [p for p in routed if p.kind == "peer"]
     for index, prov in enumerate(transits):
+        assert prov.router is not None and prov.port is not None
         rt = model.routers[prov.router]
         itf = next(i for i in rt.interfaces if i.name == prov.port)
         v4, v6, client_v4, client_v6 = _provider_slices(index)

@@ -139,6 +139,55 @@ class Bgp(Strict):
         return self
 
 
+class ArpRelay(Strict):
+    """ARP relay (Fastly's Silverton): the providers' eBGP sessions end on one switch, whose BIRD
+    reflects their routes to every server with the provider as next hop; the relay agent reads the
+    providers' MACs from that switch's ARP table and every server programs them (a point-to-point
+    address, a permanent neighbour entry and a routing table per provider), so servers send
+    straight to the provider's MAC through the switch. See docs/arprelay.md."""
+
+    enabled: bool = Field(default=False, description="run the ARP relay and the switch-homed provider sessions")
+    switch: Name | None = Field(
+        default=None, description="inventory hostname of the switch the providers are cabled to (its ARP table)"
+    )
+    relay_host: Name | None = Field(
+        default=None,
+        description="box that runs the relay: the switch itself (a Linux switch, netlink) or a control server "
+        "polling an EOS switch over eAPI; default: the switch",
+    )
+    port: Port = Field(default=8790, description="TCP port of the relay's HTTP endpoint, on the switch LAN address")
+    token: Secret | None = Field(
+        default=None, description="shared token the hosts present to the relay (ansible-vault); none: no token"
+    )
+    eapi_poll_ms: int = Field(default=200, ge=50, le=5000, description="how often an EOS switch's ARP table is read")
+    long_poll_s: int = Field(
+        default=25, ge=1, le=300, description="how long a host's request waits for a change before it asks again"
+    )
+    proto: int = Field(
+        default=200,
+        ge=5,
+        le=254,
+        description="protocol number that marks the hosts' relay-made addresses, neighbours, routes and rules",
+    )
+    table_min: int = Field(
+        default=1000, ge=256, le=0xFFFFFFFE, description="lowest routing table id owned by the relay"
+    )
+    table_max: int = Field(
+        default=1999, ge=256, le=0xFFFFFFFE, description="highest routing table id owned by the relay"
+    )
+    rule_priority: int = Field(
+        default=1000, ge=1, le=32765, description="priority of the per-provider 'fwmark T lookup T' rules"
+    )
+
+    @model_validator(mode="after")
+    def _relay(self) -> ArpRelay:
+        if self.enabled and self.switch is None:
+            raise ValueError("an enabled arprelay needs the switch whose ARP table it reads")
+        if self.table_min > self.table_max:
+            raise ValueError(f"table_min ({self.table_min}) is above table_max ({self.table_max})")
+        return self
+
+
 class Pdu(Strict):
     """A switched PDU the recovery daemon can cycle outlets on (SNMP)."""
 
@@ -162,6 +211,7 @@ class Pop(Strict):
     )
     provisioning: Provisioning
     pdus: list[Pdu] = Field(default_factory=list, description="switched PDUs in the PoP")
+    arprelay: ArpRelay = Field(default_factory=ArpRelay)
     weight_min: int = Field(default=1, ge=0, le=65535, description="lowest anycast weight a server may have")
     weight_max: int = Field(default=1000, ge=0, le=65535, description="highest anycast weight a server may have")
 
@@ -182,13 +232,33 @@ class PrefixLimit(Strict):
 
 
 class Provider(Strict):
-    """A transit provider or a peer: one eBGP session per address family on one router port."""
+    """A transit provider or a peer: one eBGP session per address family, on one router port or, in
+    the ARP-relay design, on one port of the relay switch."""
 
     name: Name
     kind: Literal["transit", "peer"] = Field(description="transit (full table) or peer (their routes only)")
     asn: Asn
-    router: Name = Field(description="inventory hostname of the router the session lands on")
-    port: str = Field(min_length=1, description="router interface the provider is cabled to")
+    router: Name | None = Field(
+        default=None, description="inventory hostname of the router the session lands on (or give switch)"
+    )
+    port: str | None = Field(default=None, min_length=1, description="router interface the provider is cabled to")
+    switch: Name | None = Field(
+        default=None, description="arprelay: the relay switch the provider is cabled to and the session lands on"
+    )
+    switch_port: str | None = Field(default=None, min_length=1, description="arprelay: that switch's port")
+    switch_address_v4: IPv4Iface | None = Field(
+        default=None, description="arprelay: the switch's own IPv4 address/prefix on the provider link"
+    )
+    switch_address_v6: IPv6Iface | None = Field(
+        default=None, description="arprelay: the switch's own IPv6 address/prefix on the provider link"
+    )
+    table: int | None = Field(
+        default=None,
+        ge=256,
+        le=0xFFFFFFFE,
+        description="arprelay: the provider's routing table (and firewall mark) on every server, "
+        "inside pop.arprelay.table_min-table_max; fixed, so adding a provider renumbers no other",
+    )
     address_v4: IPv4Addr | None = Field(default=None, description="provider's IPv4 address on that link")
     address_v6: IPv6Addr | None = Field(default=None, description="provider's IPv6 address on that link")
     password: Secret | None = Field(default=None, description="BGP session password (ansible-vault)")
@@ -204,6 +274,16 @@ class Provider(Strict):
     def _some_address(self) -> Provider:
         if self.address_v4 is None and self.address_v6 is None:
             raise ValueError("a provider needs address_v4, address_v6 or both")
+        if (self.router is None) == (self.switch is None):
+            raise ValueError("a provider lands on a router (router, port) or on the relay switch (switch, ...)")
+        if self.router is not None and self.port is None:
+            raise ValueError("a provider on a router needs the router port it is cabled to (port)")
+        if self.switch is not None:
+            if self.switch_port is None or self.table is None:
+                raise ValueError("a provider on the relay switch needs switch_port and table")
+            for fam in ("v4", "v6"):
+                if getattr(self, f"address_{fam}") is not None and getattr(self, f"switch_address_{fam}") is None:
+                    raise ValueError(f"a provider on the relay switch with address_{fam} needs switch_address_{fam}")
         return self
 
 
@@ -366,6 +446,10 @@ class Switch(Strict):
     model: str | None = None
     mgmt_address: IPv4Addr
     loopback_v4: IPv4Addr | None = None
+    lan_address_v4: IPv4Iface | None = Field(
+        default=None, description="arprelay: the switch's address on the server LAN (iBGP to servers, the relay)"
+    )
+    lan_address_v6: IPv6Iface | None = Field(default=None, description="arprelay: the same, IPv6")
     mlag_peer: Name | None = Field(default=None, description="the other switch of an MLAG pair, if any")
     mlag: Mlag | None = Field(
         default=None, description="the MLAG domain; required on an EOS switch with an mlag_peer, EOS only"

@@ -1,0 +1,1 @@
+../../plugins/module_utils/edgepop_nexthop.py
