@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import yaml
+
 from edgepop.irq_plan import offline_plan
 from edgepop.model.pop import PopModel
 from edgepop.model.schema import Bond, Nic, Router, Server, Switch, natural_key
 from edgepop.model.secrets import vault_reference
+from edgepop.templating import render_template
 
 StructuredConfig = dict[str, Any]
 
@@ -612,6 +615,10 @@ def callhome_identity(model: PopModel, host: str) -> dict[str, Any]:
         ],
         "gateways_v4": interfaces["gateways_v4"],
         "gateways_v6": interfaces["gateways_v6"],
+        # the files the networkd role would install, from the same template
+        "networkd_files": yaml.safe_load(render_template("networkd/server.yml.j2", sc=derive_server(model, host)))[
+            "files"
+        ],
         "ssh_authorized_keys": list(model.pop.provisioning.ssh_authorized_keys),
         "irq_plan_inputs": irq_plan_inputs(srv),
     }
