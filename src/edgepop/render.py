@@ -55,11 +55,11 @@ def outputs_for(sc: StructuredConfig) -> dict[str, str]:
 def ipxe_scripts(sc: StructuredConfig) -> dict[str, str]:
     """`ipxe/<mac>.ipxe` for every boot NIC of every known server, and `ipxe/default.ipxe` for the
     rest; the MAC is written as iPXE's `${net0/mac:hexhyp}` prints it."""
-    out = {"ipxe/default.ipxe": render_template("provisioning/host.ipxe.j2", sc=sc, host=None, mac=None)}
+    out = {"ipxe/default.ipxe": render_template("provisioning/host.ipxe.j2", sc={**sc, "boot_nic": None})}
     for host in sc["provisioning"]["dhcp_hosts"]:
         for mac in host["macs"]:
             name = f"ipxe/{mac.replace(':', '-')}.ipxe"
-            out[name] = render_template("provisioning/host.ipxe.j2", sc=sc, host=host, mac=mac)
+            out[name] = render_template("provisioning/host.ipxe.j2", sc={**sc, "boot_nic": {"host": host, "mac": mac}})
     return out
 
 

@@ -40,6 +40,12 @@ def parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check-config", action="store_true", help="validate the plan and exit")
     mode.add_argument("--print-config", action="store_true", help="print the plan (token masked) and exit")
+    mode.add_argument(
+        "--activate",
+        metavar="RELEASE_DIR",
+        help="verify a release copied onto this box and make it the served one (a running provisiond "
+        "picks it up on SIGHUP); refuses a release that does not verify",
+    )
     return p
 
 
@@ -95,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(plan.model_dump_json(indent=1))
         return os.EX_OK
+    if args.activate:
+        store = ImageStore(Path(args.state_dir) / "images", plan.image)
+        try:
+            manifest = store.activate(Path(args.activate))
+        except ImageVerifyError as exc:
+            print(f"provisiond: {exc}", file=sys.stderr)
+            return os.EX_DATAERR
+        print(f"serving image {manifest.version} ({manifest.size} bytes, manifest sha256 {manifest.sha256})")
+        return os.EX_OK
     logging.basicConfig(level=logging.INFO, format="provisiond: %(message)s", stream=sys.stderr)
     ctx = _context(plan, args)
     _load_image(ctx)
@@ -115,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return
         ctx.plan = new
         ctx.overlay = callhome_overlay(new)
+        ctx.store.spec = new.image
+        _load_image(ctx)
         log.info("plan reloaded: %d servers", len(new.hosts))
 
     signal.signal(signal.SIGTERM, stop)
