@@ -23,7 +23,7 @@ from edgepop.agents.provisiond import pending
 from edgepop.agents.provisiond.callhome import BadRequest, RateLimiter, decide, parse_request, token_ok
 from edgepop.agents.provisiond.config import Plan
 from edgepop.agents.provisiond.store import ImageStore
-from edgepop.image.boot import directory, file, newc_archive
+from edgepop.image.boot import OverlayEntry, directory, file, newc_archive
 
 _IPXE = re.compile(r"^/ipxe/([0-9a-f]{2}(?:-[0-9a-f]{2}){5})\.ipxe$")
 _IMAGE = re.compile(r"^/image/([0-9A-Za-z._-]+)/([0-9A-Za-z._-]+)$")
@@ -32,10 +32,15 @@ MAX_BODY = 16384
 CALLHOME_JSON = "/etc/edgepop/callhome.json"
 
 
+def callhome_entries(plan: Plan) -> list[OverlayEntry]:
+    """/etc/edgepop/callhome.json: where the booted image calls home, with the PoP's token."""
+    doc = {"url": plan.callhome_url, "token": plan.callhome_token.get_secret_value(), "pop": plan.pop}
+    return [directory("/etc/edgepop"), file(CALLHOME_JSON, json.dumps(doc) + "\n", 0o600)]
+
+
 def callhome_overlay(plan: Plan) -> bytes:
     """The PoP's call-home settings as a newc archive the kernel unpacks over the image."""
-    doc = {"url": plan.callhome_url, "token": plan.callhome_token.get_secret_value(), "pop": plan.pop}
-    return newc_archive([directory("/etc/edgepop"), file(CALLHOME_JSON, json.dumps(doc) + "\n", 0o600)])
+    return newc_archive(callhome_entries(plan))
 
 
 @dataclass
