@@ -11,7 +11,10 @@ then reaches it at the inventory's address from inside the namespace.
 provisiond's plan is the rendered one with what the role fills in from the vault and the release
 (the token, the release's version, manifest hash and public key) and this run's SSH key.
 
-One guest, 1 vCPU; about 2-3 minutes under TCG on a 2-core machine.
+Then a second bare box with a MAC the inventory does not know: it gets a pool address and no role,
+waits in the pending queue, is adopted with `edgepop inventory adopt --pending` and becomes srv2.
+
+At most two guests of 1 vCPU; about 4 minutes under TCG on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import pytest
 
 from edgepop.agents.provisiond.config import ImageSpec
 from edgepop.agents.provisiond.store import ImageStore
+from edgepop.cli import main as edgepop_main
 from edgepop.derive import derive_control
 from edgepop.image.boot import INITRAMFS_NAME, KERNEL_NAME, artifacts_key, boot_artifacts
 from edgepop.image.build import build_rootfs
@@ -45,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "tests" / "vm" / "ztp"
 CACHE = ROOT / ".cache" / "image"
 SERVER, MAC, ADDRESS = "srv1", "52:54:00:e9:10:01", "198.51.100.11"
+STRANGER, STRANGER_ADDRESS = "52:54:00:e9:10:99", "198.51.100.12"
 CONTROL = "198.51.100.5"
 TOKEN = "ztp-proof-token-0123456789abcdef"
 TOOLS = ("qemu-system-x86_64", "ip", "ssh", "ssh-keygen", "dnsmasq", "curl", "tar", "zstd", "cpio", "mmdebstrap")
@@ -205,6 +210,45 @@ def test_unknown_mac_gets_no_role_and_a_bad_token_is_refused(proof: Proof) -> No
     assert code == 202 and body == {"status": "pending"}
     code, body = proof.curl_callhome([MAC], "not-this-pops-token")
     assert code == 401 and "identity" not in body
+
+
+def test_an_unknown_box_waits_until_adopted(proof: Proof, tmp_path: Path) -> None:
+    """A second bare box whose MAC the inventory does not know: a lease from the pool, the default
+    script, call-home answered `pending` and nothing else; then the operator adopts it from the queue
+    and the box, still calling home, becomes srv2 at its new address. Two guests: 2 vCPUs."""
+    queue = proof.net.state / "pending.json"
+    stranger = proof.net.guest("stranger", STRANGER)
+    try:
+        mark = time.monotonic()
+        stranger.wait(
+            "the stranger in the pending queue", lambda: queue.is_file() and STRANGER in queue.read_text(), 600
+        )
+        proof.timings["unknown: bare to pending"] = time.monotonic() - mark
+        calls = [r for r in proof.net.requests() if r["path"] == "/callhome" and STRANGER in r.get("macs", [])]
+        assert calls and {r["result"] for r in calls} == {"pending"}
+        script = [r for r in proof.net.requests() if r["path"] == "/ipxe/52-54-00-e9-10-99.ipxe"]
+        assert script and script[0]["known"] is False  # served default.ipxe
+        lease = next(line for line in (proof.net.workdir / "leases").read_text().splitlines() if STRANGER in line)
+        assert lease.split()[2].startswith("198.51.100.2")  # from dhcp_pool 198.51.100.20-29
+
+        inventory = tmp_path / "ztp"
+        shutil.copytree(INVENTORY, inventory)
+        argv = ["inventory", "adopt", str(inventory), "--pending", str(proof.net.state), "--mac", STRANGER]
+        argv += ["--as", "srv2", "--like", SERVER, "--address-v4", f"bond0={STRANGER_ADDRESS}"]
+        argv += ["--switch-port", "ext0=swp2", "--new-switch-ports", "--ansible-host", STRANGER_ADDRESS]
+        assert edgepop_main(argv) == 0
+        assert STRANGER not in queue.read_text()
+        proof.net.replan(derive_control(load_valid(inventory), "ctl1"))
+        mark = time.monotonic()
+
+        def adopted() -> bool:
+            argv = ["ssh", *SSH_OPTIONS, "-i", str(proof.key), f"root@{STRANGER_ADDRESS}", "hostname"]
+            return proof.net.run(*argv, timeout=20, check=False).stdout.strip() == "srv2"
+
+        stranger.wait("the adopted box as srv2", adopted, 300)
+        proof.timings["unknown: adopted to ready"] = time.monotonic() - mark
+    finally:
+        proof.net.stop_guest(stranger)
 
 
 def test_a_tampered_image_is_refused(proof: Proof, tmp_path: Path) -> None:

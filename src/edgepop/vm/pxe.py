@@ -77,6 +77,7 @@ class PxeNet:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     taps: list[str] = field(default_factory=list)
     _made_ns: bool = False
+    _provisiond: subprocess.Popen[bytes] = field(init=False, repr=False)
 
     @property
     def ns(self) -> str:
@@ -112,15 +113,30 @@ class PxeNet:
         for rel, text in files.items():
             if rel.startswith("ipxe/"):
                 (self.workdir / rel).write_text(text)
-        plan = json.loads(files["provisiond.json"])
+        plan_file = self._write_plan(files["provisiond.json"])
+        conf = self.workdir / "dnsmasq.conf"
+        conf.write_text(files["dnsmasq-pxe.conf"])
+        return conf, tftp, ipxe, plan_file
+
+    def _write_plan(self, rendered: str) -> Path:
+        plan = json.loads(rendered)
         plan["callhome_token"] = self.token
         if self.edit_plan is not None:
             self.edit_plan(plan)
         plan_file = self.workdir / "provisiond.json"
-        plan_file.write_text(json.dumps(plan, indent=1))
-        conf = self.workdir / "dnsmasq.conf"
-        conf.write_text(files["dnsmasq-pxe.conf"])
-        return conf, tftp, ipxe, plan_file
+        tmp = plan_file.with_name(".provisiond.json.tmp")
+        tmp.write_text(json.dumps(plan, indent=1))
+        tmp.replace(plan_file)
+        return plan_file
+
+    def replan(self, control: StructuredConfig) -> None:
+        """A new plan for provisiond (after an inventory edit), applied with SIGHUP as the role does."""
+        self.control = control
+        self._write_plan(render_device(control)["provisiond.json"])
+        log = self.workdir / "provisiond.log"
+        seen = log.read_bytes().count(b"plan reloaded")
+        os.kill(self._provisiond.pid, signal.SIGHUP)
+        wait_for("provisiond to reload its plan", lambda: log.read_bytes().count(b"plan reloaded") > seen, 15, 0.1)
 
     def start(self) -> None:
         if len(self.bridge) > IFNAMSIZ or len(self.prefix) + 2 > IFNAMSIZ:
@@ -156,7 +172,8 @@ class PxeNet:
             *("--plan", str(plan), "--ipxe-dir", str(ipxe), "--state-dir", str(self.state)),
             *("--listen", host),
         )
-        self._spawn(provisiond, "provisiond.log", env={**os.environ, "PYTHONPATH": str(self.src)})
+        # `ip netns exec` execs its command: this PID is provisiond's own
+        self._provisiond = self._spawn(provisiond, "provisiond.log", env={**os.environ, "PYTHONPATH": str(self.src)})
         log = self.workdir / "provisiond.log"
         wait_for("provisiond to listen", lambda: b"listening on" in log.read_bytes(), 30, 0.1)
         if b"serving image" not in log.read_bytes():
