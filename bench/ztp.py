@@ -7,8 +7,8 @@ pxe image signed for this run. Both boots use the same MAC, the same image and t
 
 - PXE (zero touch): qemu `-boot n` -> DHCP -> boot.ipxe (TFTP) -> per-MAC script, kernel and
   initramfs (HTTP, provisiond) -> image in RAM -> call-home -> bond and address -> SSH;
-- direct (baseline): qemu `-kernel/-initrd` with the same kernel, initramfs and call-home settings
-  -> the same from "image in RAM" on.
+- direct (baseline): qemu `-kernel/-initrd` with the same kernel, initramfs, agents and call-home
+  settings -> the same from "image in RAM" on.
 
 "Ready" is SSH answering at the inventory address as the inventory host. Printed: the image's size
 (what every server loads into RAM), both boots' times to call-home and to ready, and the ratio
@@ -38,9 +38,9 @@ from edgepop.agents.provisiond.config import ImageSpec, Plan  # noqa: E402
 from edgepop.agents.provisiond.server import callhome_entries  # noqa: E402
 from edgepop.agents.provisiond.store import ImageStore  # noqa: E402
 from edgepop.derive import derive_control  # noqa: E402
-from edgepop.image.boot import INITRAMFS_NAME, KERNEL_NAME, artifacts_key, boot_artifacts, write_initrd  # noqa: E402
-from edgepop.image.build import build_rootfs  # noqa: E402
-from edgepop.image.release import generate_key, load_private_key, write_release  # noqa: E402
+from edgepop.image.boot import INITRAMFS_NAME, boot_artifacts, write_initrd  # noqa: E402
+from edgepop.image.release import generate_key  # noqa: E402
+from edgepop.image.stateless import AGENTS_NAME, build_release  # noqa: E402
 from edgepop.validate import load_valid  # noqa: E402
 from edgepop.vm.pxe import Guest, PxeNet  # noqa: E402
 from edgepop.vm.qemu import SSH_OPTIONS  # noqa: E402
@@ -83,17 +83,10 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="edgepop-ztp-bench-"))
     net: PxeNet | None = None
     try:
-        tarball = build_rootfs("pxe", CACHE)
-        artifacts = boot_artifacts(tarball, CACHE)
         public = generate_key(workdir / "signing.pem")
-        release = write_release(
-            workdir / "built",
-            "ztp",
-            artifacts_key(tarball),
-            {KERNEL_NAME: artifacts.kernel, INITRAMFS_NAME: artifacts.initramfs},
-            {},
-            load_private_key(workdir / "signing.pem"),
-        )
+        made = build_release(workdir / "built", "ztp", workdir / "signing.pem", CACHE)
+        release, tarball = made.release, made.tarball
+        artifacts = boot_artifacts(tarball, CACHE)
         manifest = release.manifest
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / "id")], check=True)
         operator_key = (workdir / "id.pub").read_text().strip()
@@ -118,7 +111,13 @@ def main() -> int:
         )
         net.start()
         plan = Plan.model_validate_json((workdir / "provisiond.json").read_text())
-        direct_initrd = write_initrd(artifacts.initramfs, callhome_entries(plan), workdir / "direct.initrd")
+        # what iPXE hands the kernel: the rootfs, the agents, the call-home settings, one after another
+        base = workdir / "rootfs+agents"
+        with base.open("wb") as out:
+            for part in (INITRAMFS_NAME, AGENTS_NAME):
+                out.write((release.directory / part).read_bytes())
+                out.write(b"\0" * (-out.tell() % 512))
+        direct_initrd = write_initrd(base, callhome_entries(plan), workdir / "direct.initrd")
         pxe = boot(net, workdir / "id", "srv1", None)
         direct = boot(net, workdir / "id", "srv1-direct", (artifacts.kernel, direct_initrd))
     finally:

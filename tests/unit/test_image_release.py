@@ -159,3 +159,9 @@ def test_cli_verify_and_keygen(tmp_path: Path, key: tuple[Path, str], capsys: py
     assert main(["image", "keygen", "--out", str(tmp_path / "k.pem")]) == 0
     assert capsys.readouterr().out.startswith("ed25519:")
     assert main(["image", "keygen", "--out", str(tmp_path / "k.pem")]) == 65
+
+
+def test_cli_build_without_a_key_builds_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["image", "build", "--key", str(tmp_path / "missing.pem"), "--out", str(tmp_path / "out")])
+    assert code == 66 and "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

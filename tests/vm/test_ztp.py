@@ -36,9 +36,9 @@ from edgepop.agents.provisiond.config import ImageSpec
 from edgepop.agents.provisiond.store import ImageStore
 from edgepop.cli import main as edgepop_main
 from edgepop.derive import derive_control
-from edgepop.image.boot import INITRAMFS_NAME, KERNEL_NAME, artifacts_key, boot_artifacts
-from edgepop.image.build import build_rootfs
-from edgepop.image.release import ImageVerifyError, Manifest, generate_key, load_private_key, write_release
+from edgepop.image.boot import INITRAMFS_NAME
+from edgepop.image.release import ImageVerifyError, Manifest, generate_key
+from edgepop.image.stateless import build_release
 from edgepop.validate import load_valid
 from edgepop.vm.pxe import Guest, PxeNet
 from edgepop.vm.qemu import SSH_OPTIONS
@@ -59,19 +59,10 @@ if os.geteuid() != 0 or not all(shutil.which(t) for t in TOOLS) or not Path("/de
 
 
 def signed_release(workdir: Path) -> tuple[Path, Manifest, str]:
-    """The project's pxe image as a release signed with a key made for this run."""
-    tarball = build_rootfs("pxe", CACHE)
-    boot = boot_artifacts(tarball, CACHE)
+    """The project's stateless release (kernel, rootfs, agents), signed with a key made for this run."""
     public = generate_key(workdir / "signing.pem")
-    release = write_release(
-        workdir / "built",
-        "ztp",
-        artifacts_key(tarball),
-        {KERNEL_NAME: boot.kernel, INITRAMFS_NAME: boot.initramfs},
-        {},
-        load_private_key(workdir / "signing.pem"),
-    )
-    return release.directory, release.manifest, public
+    made = build_release(workdir / "built", "ztp", workdir / "signing.pem", CACHE)
+    return made.release.directory, made.release.manifest, public
 
 
 @dataclass
@@ -182,6 +173,12 @@ def test_it_became_its_inventory_host(proof: Proof) -> None:
     assert proof.ssh("cat /sys/class/net/ext0/bonding_slave/perm_hwaddr").stdout.strip() == MAC
 
 
+def test_the_agents_came_with_the_image(proof: Proof) -> None:
+    code = "import edgepop.agents.healthd, edgepop.agents.provisiond.server, pydantic, cryptography; print('ok')"
+    done = proof.ssh(f'PYTHONPATH=/opt/edgepop/lib python3 -c "{code}"')
+    assert done.stdout.strip() == "ok", done.stderr
+
+
 def test_irq_plan_inputs_delivered_and_applied_at_boot(proof: Proof) -> None:
     inputs = json.loads(proof.ssh("cat /etc/edgepop/irq-affinity.json").stdout)
     assert inputs["groups"] == [{"name": "external", "socket": 0, "nics": ["ext0"]}]
@@ -197,6 +194,7 @@ def test_the_boot_went_through_provisiond(proof: Proof) -> None:
         ("GET", "/ipxe/52-54-00-e9-10-01.ipxe", 200),
         ("GET", "/image/current/vmlinuz", 200),
         ("GET", "/image/current/initramfs.cpio.zst", 200),
+        ("GET", "/image/current/agents.cpio.gz", 200),
         ("GET", "/callhome.cpio", 200),
         ("POST", "/callhome", 200),
     ):

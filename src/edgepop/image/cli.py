@@ -23,40 +23,29 @@ def _mb(size: int) -> str:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from edgepop.image.boot import INITRAMFS_NAME, KERNEL_NAME, artifacts_key, boot_artifacts
-    from edgepop.image.build import ImageBuildError, build_rootfs
-    from edgepop.image.release import ImageVerifyError, installed_packages, load_private_key, write_release
+    from edgepop.image.build import ImageBuildError
+    from edgepop.image.release import ImageVerifyError
+    from edgepop.image.stateless import build_release
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     started = time.monotonic()
+    if not Path(args.key).is_file():
+        print(f"error: signing key: {args.key} does not exist", file=sys.stderr)
+        return EX_NOINPUT
     try:
-        key = load_private_key(Path(args.key))
-    except (OSError, ValueError) as exc:
+        made = build_release(Path(args.out), args.version, Path(args.key), Path(args.cache))
+    except ValueError as exc:
         print(f"error: signing key: {exc}", file=sys.stderr)
         return EX_NOINPUT
-    cache = Path(args.cache)
-    try:
-        tarball = build_rootfs("pxe", cache)
-        boot = boot_artifacts(tarball, cache)
-        inputs = artifacts_key(tarball)
-        version = args.version or inputs
-        release = write_release(
-            Path(args.out),
-            version,
-            inputs,
-            {KERNEL_NAME: boot.kernel, INITRAMFS_NAME: boot.initramfs},
-            installed_packages(tarball),
-            key,
-        )
     except (ImageBuildError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EX_SOFTWARE if not isinstance(exc, ImageVerifyError) else EX_DATAERR
-    m = release.manifest
+        return EX_DATAERR if isinstance(exc, ImageVerifyError) else EX_SOFTWARE
+    release, m = made.release, made.release.manifest
     state = "built" if release.built else "unchanged (skipped)"
     print(f"release {m.version}: {state} in {time.monotonic() - started:.1f} s -> {release.directory}")
     for name, entry in sorted(m.artifacts.items()):
         print(f"  {name:<20} {_mb(int(entry['size'])):>10}  sha256 {entry['sha256']}")
-    print(f"  {'rootfs tarball':<20} {_mb(tarball.stat().st_size):>10}  ({len(m.packages)} packages)")
+    print(f"  {'rootfs tarball':<20} {_mb(made.tarball.stat().st_size):>10}  ({len(m.packages)} packages)")
     print(f"  {'total served':<20} {_mb(m.size):>10}")
     print(f"manifest sha256 {m.sha256}  (pop.provisioning.image_sha256)")
     return EX_OK
