@@ -115,7 +115,7 @@ def main() -> int:
         base = workdir / "rootfs+agents"
         with base.open("wb") as out:
             for part in (INITRAMFS_NAME, AGENTS_NAME):
-                out.write((release.directory / part).read_bytes())
+                out.write((net.state / "images" / "current" / part).read_bytes())
                 out.write(b"\0" * (-out.tell() % 512))
         direct_initrd = write_initrd(base, callhome_entries(plan), workdir / "direct.initrd")
         pxe = boot(net, workdir / "id", "srv1", None)

@@ -100,6 +100,17 @@ def test_token_and_rate_limit() -> None:
     assert limiter.allow("a")[0]
 
 
+def test_rate_limit_holds_under_concurrent_requests() -> None:
+    limiter = RateLimiter(burst=5, per_minute=0.001, clock=lambda: 100.0)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(limiter.allow("a")[0])) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(results) == 40 and results.count(True) == 5
+
+
 # --- the HTTP server on loopback ------------------------------------------------------------------
 
 

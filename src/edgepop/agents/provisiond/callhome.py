@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,9 +75,14 @@ class RateLimiter:
         self.rate = per_minute / 60.0
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()  # the server answers each request in its own thread
 
     def allow(self, client: str) -> tuple[bool, float]:
         """(allowed, seconds until the next request would be)."""
+        with self._lock:
+            return self._allow(client)
+
+    def _allow(self, client: str) -> tuple[bool, float]:
         now = self.clock()
         tokens, last = self._buckets.get(client, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
