@@ -18,7 +18,7 @@ from edgepop.agents.provisiond.callhome import RateLimiter
 from edgepop.agents.provisiond.config import Plan
 from edgepop.agents.provisiond.server import Context, Handler, callhome_overlay, make_server
 from edgepop.agents.provisiond.store import ImageStore
-from edgepop.agents.provisiond.sync import SyncError, sync_image
+from edgepop.agents.provisiond.sync import Syncer, SyncError, sync_image
 from edgepop.derive import derive_provisioning
 from edgepop.image.release import generate_key, load_private_key, write_release
 from edgepop.validate import load_valid
@@ -221,3 +221,34 @@ def test_every_pop_down(tmp_path: Path, pki: tuple[Path, str], dead_url: str) ->
     assert "no image is served" in lines[0]
     assert lines[1].strip().startswith("down1") and "unreachable" in lines[1]
     assert lines[2].strip().startswith("down2")
+
+
+def _until(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_syncer_keeps_trying_and_a_new_plan_wakes_it(
+    tmp_path: Path, pki: tuple[Path, str], source: Source, dead_url: str
+) -> None:
+    plans = [_plan("v2", pki[1], [{"name": "down1", "url": dead_url}])]
+    store = ImageStore(tmp_path / "b" / "images", plans[0].image)
+    syncer = Syncer(lambda: plans[-1], store, retry_s=60)
+    thread = threading.Thread(target=syncer.run, daemon=True)
+    thread.start()
+    try:
+        assert _until(lambda: syncer.attempts == 1)
+        assert store.served is None
+        # the WAN to the second PoP comes up; the reloaded plan wakes the syncer long before its retry
+        plans.append(_plan("v2", pki[1], [{"name": "down1", "url": dead_url}, {"name": "up1", "url": source.url}]))
+        syncer.wake()
+        assert _until(lambda: store.served is not None and store.served.version == "v2")
+        assert syncer.attempts == 2
+    finally:
+        syncer.stop()
+        thread.join(5)
+    assert not thread.is_alive()

@@ -36,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="default: the port of the plan's server_url")
     p.add_argument("--burst", type=int, default=RateLimit().burst, help="call-home requests per client at once")
     p.add_argument("--per-minute", type=float, default=RateLimit().per_minute, help="sustained call-home rate")
-    p.add_argument("--sync", action="store_true", help="pull the plan's image from the nearest PoPs first")
+    p.add_argument("--sync", action="store_true", help="pull the plan's image from the nearest PoPs until served")
+    p.add_argument("--sync-retry", type=float, default=60.0, help="seconds between sync attempts (default 60)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check-config", action="store_true", help="validate the plan and exit")
     mode.add_argument("--print-config", action="store_true", help="print the plan (token masked) and exit")
@@ -77,16 +78,6 @@ def _load_image(ctx: Context) -> None:
         log.info("serving image %s (%d bytes, manifest sha256 %s)", served.version, served.size, served.sha256)
 
 
-def _sync(ctx: Context) -> None:
-    from edgepop.agents.provisiond.sync import SyncError, sync_image
-
-    try:
-        manifest = sync_image(ctx.plan, ctx.store)
-        log.info("serving image %s pulled from a nearest PoP", manifest.version)
-    except SyncError as exc:
-        log.error("image sync failed: %s", exc)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -119,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot listen on %s:%s: %s", args.listen, args.port or plan.listen_port, exc.strerror)
         return os.EX_OSERR
 
+    from edgepop.agents.provisiond.sync import Syncer
+
+    syncer = Syncer(lambda: ctx.plan, ctx.store, args.sync_retry)
+
     def stop(signum: int, frame: FrameType | None) -> None:
+        syncer.stop()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     def reload(signum: int, frame: FrameType | None) -> None:
@@ -132,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.overlay = callhome_overlay(new)
         ctx.store.spec = new.image
         _load_image(ctx)
+        syncer.wake()  # a new image version in the plan: pull it now
         log.info("plan reloaded: %d servers", len(new.hosts))
 
     signal.signal(signal.SIGTERM, stop)
@@ -139,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, reload)
     log.info("listening on %s:%d", *server.server_address[:2])
     if args.sync:
-        threading.Thread(target=_sync, args=(ctx,), daemon=True).start()
+        threading.Thread(target=syncer.run, daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

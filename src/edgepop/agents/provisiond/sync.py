@@ -13,8 +13,10 @@ from __future__ import annotations
 import http.client
 import logging
 import shutil
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -127,3 +129,47 @@ def sync_image(plan: Plan, store: ImageStore, *, timeout: float = 30.0) -> Manif
             return manifest
     keeping = f"still serving {served.version}" if served else "no image is served"
     raise SyncError(f"image {plan.image.version} not pulled ({keeping}):\n  " + "\n  ".join(failures))
+
+
+class Syncer:
+    """Keeps pulling until the plan's image is served: a new PoP whose WAN comes up late, or a new
+    version in a reloaded plan (`wake()`), needs no restart. One attempt per `retry_s` at most."""
+
+    def __init__(self, ctx_plan: Callable[[], Plan], store: ImageStore, retry_s: float = 60.0) -> None:
+        self.plan = ctx_plan
+        self.store = store
+        self.retry_s = retry_s
+        self.attempts = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    def wanted(self) -> bool:
+        served = self.store.served
+        return served is None or served.version != self.plan().image.version
+
+    def run(self) -> None:
+        told = False
+        while not self._stop.is_set():
+            if self.wanted() and not self.plan().nearest_pops:
+                if not told:  # the first PoP: its image is published to it (playbooks/image.yml)
+                    log.warning(
+                        "image %s is not served and no nearest_pops are listed to pull it from; "
+                        "waiting for it to be published",
+                        self.plan().image.version,
+                    )
+                    told = True
+            elif self.wanted():
+                self.attempts += 1
+                try:
+                    sync_image(self.plan(), self.store)
+                except SyncError as exc:
+                    log.error("image sync failed (next attempt in %.0f s): %s", self.retry_s, exc)
+            self._wake.wait(self.retry_s)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
