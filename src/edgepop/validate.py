@@ -1044,7 +1044,10 @@ def _check_provisioning(c: _Ctx) -> None:
     if prov is None:
         return
     keys = ("pop", "provisioning")
-    host = urlsplit(prov.callhome_url).hostname or ""
+    url = urlsplit(prov.callhome_url)
+    if url.scheme != "http":
+        c.err("pop", (*keys, "callhome_url"), "provisiond serves plain HTTP: expected an http:// URL")
+    host = url.hostname or ""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

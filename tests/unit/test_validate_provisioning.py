@@ -37,6 +37,7 @@ def test_lab_is_valid_with_a_pool(tmp_path: Path) -> None:
             "198.51.100.200 is in neither management_v4 (203.0.113.0/26) nor lan_v4 (198.51.100.0/27)",
         ),
         ("callhome_url: http://203.0.113.9:8080/callhome", "203.0.113.9 is not an address of a control server"),
+        ("callhome_url: https://203.0.113.5:8443/callhome", "provisiond serves plain HTTP"),
         (
             f"{URL}\n    dhcp_pool: {{start: 203.0.113.50, end: 203.0.113.70}}",
             "provisioning.dhcp_pool.end: 203.0.113.70 is outside management_v4 203.0.113.0/26",
