@@ -3,6 +3,7 @@ transfer, and tampered or truncated images refused while the last good one keeps
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -15,12 +16,12 @@ from typing import Any
 import pytest
 
 from edgepop.agents.provisiond.callhome import RateLimiter
-from edgepop.agents.provisiond.config import Plan
+from edgepop.agents.provisiond.config import ImageSpec, Plan
 from edgepop.agents.provisiond.server import Context, Handler, callhome_overlay, make_server
 from edgepop.agents.provisiond.store import ImageStore
 from edgepop.agents.provisiond.sync import Syncer, SyncError, sync_image
 from edgepop.derive import derive_provisioning
-from edgepop.image.release import generate_key, load_private_key, write_release
+from edgepop.image.release import ImageVerifyError, generate_key, load_private_key, write_release
 from edgepop.validate import load_valid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,3 +253,17 @@ def test_syncer_keeps_trying_and_a_new_plan_wakes_it(
         syncer.stop()
         thread.join(5)
     assert not thread.is_alive()
+
+
+def test_a_reloaded_plan_keeps_the_last_good_image_served(
+    tmp_path: Path, pki: tuple[Path, str], source: Source
+) -> None:
+    plan, store = _good_v1(tmp_path, pki, [{"name": "up1", "url": source.url}])
+    pinned = json.loads(json.dumps(plan.image.model_dump()))
+    pinned["sha256"] = hashlib.sha256((source.store.root / "v2" / "manifest.json").read_bytes()).hexdigest()
+    store.spec = ImageSpec.model_validate(pinned)  # the plan now pins v2, which is not here yet
+    assert store.load() is not None and store.served is not None and store.served.version == "v1"
+    (store.root / "v1" / "vmlinuz").write_bytes(b"tampered")  # but v1 must still be intact
+    with pytest.raises(ImageVerifyError, match="vmlinuz"):
+        store.load()
+    assert store.served is None

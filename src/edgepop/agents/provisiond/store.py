@@ -43,12 +43,25 @@ class ImageStore:
         return link.resolve() if link.is_symlink() else None
 
     def load(self) -> Manifest | None:
-        """Verify the current release at start-up; serve it only if it still verifies."""
-        self._served = None
+        """Verify the current release (at start-up, after a plan reload); serve it only if it verifies.
+
+        A current release of another version than the plan's is the last good one: it must still be
+        signed with the trusted key and intact, but the plan's pinned hash is for the version being
+        pulled, so it is not held against it; it is served until the new version has verified.
+        """
         current = self.current_dir()
-        if current is not None:
-            self._served = self.verify(current)
-        return self._served
+        if current is None:
+            self._served = None
+            return None
+        try:
+            manifest = verify_release(current, self.trusted_key)
+            if manifest.version == self.spec.version:
+                manifest = self.verify(current)
+        except ImageVerifyError:
+            self._served = None
+            raise
+        self._served = manifest
+        return manifest
 
     @property
     def served(self) -> Manifest | None:
