@@ -13,7 +13,7 @@ export RESULTS
 help:
 	@echo "make demo    bring up the lab PoP, run the new-PoP playbook, show the result"
 	@echo "make test    lint + unit + golden + lab + VM + Molecule tests (what CI runs)"
-	@echo "make vm      the VM proof of bonds and NIC queue interrupts alone (qemu, ~3 min)"
+	@echo "make vm      the VM proofs alone: bonds and NIC queue interrupts, zero-touch provisioning (qemu, ~5 min)"
 	@echo "make setup   install what both need (idempotent)"
 	@echo "make golden-update   re-render the golden files and docs after an intended change"
 
@@ -59,7 +59,8 @@ lab:
 	@scripts/run-pytest.sh lab tests/lab -m lab
 
 # Bonds and NIC queue interrupts on real kernels: two qemu guests (TCG, 3 vCPUs in all), the
-# servers playbook against one of them (docs/servers.md, "The VM proof").
+# servers playbook against one of them (docs/servers.md, "The VM proof"); then zero-touch
+# provisioning: a diskless guest netbooted from provisiond (docs/provisioning.md), one vCPU.
 vm:
 	@scripts/run-pytest.sh vm tests/vm -m vm
 

@@ -15,6 +15,7 @@ APT_PACKAGES=(
   nftables iproute2    # the lab's forwarding guard, veth cabling and network namespaces
   busybox              # tiny httpd for the health agent's lab test
   nginx-light          # the frontline proxy's release test and bench/upgrade.py
+  dnsmasq-base curl    # provisiond's DHCP/TFTP in its lab test and the zero-touch VM proof
   qemu-system-x86 cpio # the VM proof of bonds and IRQ pinning (tests/vm): guests booted from the image
 )
 VENV=.venv

@@ -13,11 +13,15 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
 
 from edgepop.irq_plan import offline_plan
 from edgepop.model.pop import PopModel
 from edgepop.model.schema import Bond, Nic, Router, Server, Switch, natural_key
 from edgepop.model.secrets import vault_reference
+from edgepop.templating import render_template
 
 StructuredConfig = dict[str, Any]
 
@@ -727,6 +731,107 @@ def _relay_here(model: PopModel, host: str) -> dict[str, Any] | None:
     return relay if relay is not None and relay["relay_host"] == host else None
 
 
+# --- provisioning (the control server's provisiond and dnsmasq) --------------------------------
+
+
+def boot_network(model: PopModel) -> tuple[str, str]:
+    """The NIC group servers PXE-boot and call home on, and its network: wherever the call-home URL
+    points (the management network in the lab, the server LAN where servers have no management port)."""
+    host = urlsplit(model.pop.provisioning.callhome_url).hostname or ""
+    ranges = model.pop.ranges
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "external", ranges.lan_v4
+    if address in ipaddress.ip_network(ranges.management_v4):
+        return "management", ranges.management_v4
+    return "external", ranges.lan_v4
+
+
+def _boot_address(srv: Server, group: str) -> str | None:
+    """The IPv4 address a server's boot NICs get by DHCP: that group's NIC or bond address."""
+    carriers: list[Bond | Nic] = [*srv.bonds, *srv.nics]
+    for item in carriers:
+        if item.group == group and item.address_v4:
+            return _ip(item.address_v4)
+    return None
+
+
+def irq_plan_inputs(srv: Server) -> dict[str, Any]:
+    """The plan-inputs document the irq_affinity role writes (its `__irq_affinity_spec`) with the
+    role's defaults, so a stateless box re-applies the same placement at every boot."""
+    return {
+        "channels": None,
+        "expect_cpu": None if srv.cpu == "discover" else srv.cpu.model_dump(),
+        "groups": server_irq_groups(srv),
+        "queues_per_core": srv.irq.queues_per_core,
+        "rps": False,
+        "xps": False,
+    }
+
+
+def callhome_identity(model: PopModel, host: str) -> dict[str, Any]:
+    """What a booted server is told when it calls home with its MACs: who it is, its bonds and
+    addresses (so Ansible can reach it), the operator's SSH keys and its IRQ plan inputs."""
+    srv = model.servers[host]
+    interfaces = _server_interfaces(model, srv)
+    bonded = {m for b in srv.bonds for m in b.members}
+    return {
+        "hostname": host,
+        "pop": model.pop.name,
+        "role": "server",
+        "nics": [{"name": n.name, "mac": n.mac, "group": n.group} for n in srv.nics],
+        "bonds": interfaces["bonds"],
+        "addresses": [
+            {"nic": n.name, "address_v4": n.address_v4, "address_v6": n.address_v6}
+            for n in srv.nics
+            if n.name not in bonded and (n.address_v4 or n.address_v6)
+        ],
+        "gateways_v4": interfaces["gateways_v4"],
+        "gateways_v6": interfaces["gateways_v6"],
+        # the files the networkd role would install, from the same template
+        "networkd_files": yaml.safe_load(render_template("networkd/server.yml.j2", sc=derive_server(model, host)))[
+            "files"
+        ],
+        "ssh_authorized_keys": list(model.pop.provisioning.ssh_authorized_keys),
+        "irq_plan_inputs": irq_plan_inputs(srv),
+    }
+
+
+def derive_provisioning(model: PopModel, host: str) -> dict[str, Any]:
+    """provisiond and its dnsmasq on the control server: DHCP for every known boot MAC, the iPXE
+    chain, the image to serve (and where to pull it from), and every server's call-home answer."""
+    prov = model.pop.provisioning
+    group, network = boot_network(model)
+    url = urlsplit(prov.callhome_url)
+    base = f"{url.scheme}://{url.netloc}"
+    dhcp_hosts = []
+    identities = []
+    for name, srv in model.servers.items():
+        macs = [n.mac for n in srv.nics if n.group == group]
+        if macs:
+            dhcp_hosts.append({"hostname": name, "macs": macs, "address_v4": _boot_address(srv, group)})
+        identities.append({"macs": sorted(n.mac for n in srv.nics), "identity": callhome_identity(model, name)})
+    return {
+        "pop": model.pop.name,
+        "boot_group": group,
+        "network_v4": network,
+        "server_url": base,
+        "listen_port": url.port or (443 if url.scheme == "https" else 80),
+        "callhome_url": prov.callhome_url,
+        "callhome_token": _secret(prov.callhome_token, "pop.provisioning.callhome_token"),
+        "image": {
+            "version": prov.image_version,
+            "sha256": prov.image_sha256,
+            "public_key": prov.image_public_key,
+        },
+        "nearest_pops": [p.model_dump() for p in model.pop.nearest_pops],
+        "dhcp_pool": None if prov.dhcp_pool is None else prov.dhcp_pool.model_dump(),
+        "dhcp_hosts": dhcp_hosts,
+        "hosts": identities,
+    }
+
+
 def derive_control(model: PopModel, host: str) -> StructuredConfig:
     ctl = model.controls[host]
     return {
@@ -735,13 +840,8 @@ def derive_control(model: PopModel, host: str) -> StructuredConfig:
         "pop": model.pop.name,
         "mgmt_address": ctl.mgmt_address,
         "lan_address_v4": ctl.lan_address_v4,
-        "provisioning": {
-            "image_version": model.pop.provisioning.image_version,
-            "image_sha256": model.pop.provisioning.image_sha256,
-            "callhome_url": model.pop.provisioning.callhome_url,
-            "nearest_pops": [p.model_dump() for p in model.pop.nearest_pops],
-        },
         "arprelay": _relay_here(model, host),
+        "provisioning": derive_provisioning(model, host),
         # what recoveryd cycles outlets on; the servers' BMCs and outlets are in their own configs
         "pdus": [
             {

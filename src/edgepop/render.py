@@ -43,7 +43,24 @@ def outputs_for(sc: StructuredConfig) -> dict[str, str]:
             "network.yml": "networkd/server.yml.j2",
             "irq-plan.yml": "irq/plan.yml.j2",
         }
+    if kind == "control":
+        return {
+            "dnsmasq-pxe.conf": "provisioning/dnsmasq.conf.j2",
+            "boot.ipxe": "provisioning/boot.ipxe.j2",
+            "provisiond.json": "provisioning/provisiond.json.j2",
+        }
     return {}
+
+
+def ipxe_scripts(sc: StructuredConfig) -> dict[str, str]:
+    """`ipxe/<mac>.ipxe` for every boot NIC of every known server, and `ipxe/default.ipxe` for the
+    rest; the MAC is written as iPXE's `${net0/mac:hexhyp}` prints it."""
+    out = {"ipxe/default.ipxe": render_template("provisioning/host.ipxe.j2", sc={**sc, "boot_nic": None})}
+    for host in sc["provisioning"]["dhcp_hosts"]:
+        for mac in host["macs"]:
+            name = f"ipxe/{mac.replace(':', '-')}.ipxe"
+            out[name] = render_template("provisioning/host.ipxe.j2", sc={**sc, "boot_nic": {"host": host, "mac": mac}})
+    return out
 
 
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: same text, 4x faster
@@ -58,6 +75,8 @@ def render_device(sc: StructuredConfig) -> dict[str, str]:
     files = {"structured.yml": "---\n" + dump_yaml(sc)}
     for fname, template in outputs_for(sc).items():
         files[fname] = render_template(template, sc=sc)
+    if sc["kind"] == "control":
+        files.update(ipxe_scripts(sc))
     return files
 
 

@@ -7,6 +7,7 @@ forked worker, import nothing heavier than Jinja2 (which Ansible has already loa
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Callable
@@ -79,6 +80,15 @@ def _network(value: str) -> str:
     return str(ipaddress.ip_interface(value).network)
 
 
+def _netmask(value: str) -> str:
+    return str(ipaddress.ip_interface(value).network.netmask)
+
+
+def _to_json(value: Any) -> str:
+    """JSON without HTML escaping (unlike Jinja's tojson), so `<vault:...>` placeholders survive."""
+    return json.dumps(value, indent=1)
+
+
 def _ident(value: str) -> str:
     """A name usable as a BIRD/Junos identifier (letters, digits, underscore)."""
     return "".join(ch if ch.isalnum() else "_" for ch in value)
@@ -94,7 +104,7 @@ def _environment(root: str) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(ip=_ip, prefixlen=_prefixlen, network=_network, ident=_ident)
+    env.filters.update(ip=_ip, prefixlen=_prefixlen, network=_network, netmask=_netmask, ident=_ident, to_json=_to_json)
     return env
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
 from typing import Any, NamedTuple, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -1116,6 +1117,65 @@ def _check_controls(c: _Ctx) -> None:
             )
 
 
+def _check_provisioning(c: _Ctx) -> None:
+    """Servers boot on the network the call-home URL points into; the pool for unknown MACs lies in it
+    and hands out no address the inventory gives a device."""
+    prov = getattr(c.pop, "provisioning", None)  # a stand-in pop (its schema failed) has none
+    if prov is None:
+        return
+    keys = ("pop", "provisioning")
+    url = urlsplit(prov.callhome_url)
+    if url.scheme != "http":
+        c.err("pop", (*keys, "callhome_url"), "provisiond serves plain HTTP: expected an http:// URL")
+    host = url.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: resolved by the boxes, nothing to check here
+    r = c.pop.ranges
+    boot = next(
+        (
+            (key, _net(net))
+            for key, net in (("management_v4", r.management_v4), ("lan_v4", r.lan_v4))
+            if address in _net(net)
+        ),
+        None,
+    )
+    if boot is None:
+        c.err(
+            "pop",
+            (*keys, "callhome_url"),
+            f"{host} is in neither management_v4 ({r.management_v4}) nor lan_v4 ({r.lan_v4}): "
+            "servers boot on one of those and could not reach it",
+        )
+        return
+    own = {
+        str(ipaddress.ip_interface(a).ip)
+        for ctl in c.controls.values()
+        for a in (ctl.mgmt_address, ctl.lan_address_v4)
+        if a
+    }
+    if c.controls and host not in own:
+        c.err(
+            "pop", (*keys, "callhome_url"), f"{host} is not an address of a control server ({', '.join(sorted(own))})"
+        )
+    pool = prov.dhcp_pool
+    if pool is None:
+        return
+    for key, value in (("start", pool.start), ("end", pool.end)):
+        if ipaddress.ip_address(value) not in boot[1]:
+            c.err("pop", (*keys, "dhcp_pool", key), f"{value} is outside {boot[0]} {boot[1]}, where servers boot")
+    low, high = ipaddress.IPv4Address(pool.start), ipaddress.IPv4Address(pool.end)
+    taken = [(name, a) for name, ctl in c.controls.items() for a in (ctl.mgmt_address, ctl.lan_address_v4) if a]
+    for name, srv in c.servers.items():
+        taken += [(f"{name} {n.name}", n.address_v4) for n in srv.nics if n.address_v4]
+        taken += [(f"{name} {b.name}", b.address_v4) for b in srv.bonds if b.address_v4]
+    for owner, value in taken:
+        ip = ipaddress.ip_interface(value).ip
+        if isinstance(ip, ipaddress.IPv4Address) and low <= ip <= high:
+            c.err("pop", (*keys, "dhcp_pool"), f"{pool.start}-{pool.end} holds {ip}, the address of {owner}")
+
+
 def _secret_refs(value: Any, keys: tuple[str | int, ...]) -> Iterable[tuple[tuple[str | int, ...], str]]:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -1249,6 +1309,7 @@ def validate_inventory(root: Path) -> Report:
         _check_switch_port_peers(ctx, used, miscabled)
         _check_mlag(ctx, used)
         _check_controls(ctx)
+        _check_provisioning(ctx)
 
     report = Report(root=root, errors=sorted(col.issues))
     if report.ok and values["pop"] is not None:

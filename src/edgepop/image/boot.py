@@ -192,8 +192,9 @@ class OverlayEntry:
     """One file or directory of an overlay archive; `path` is absolute in the booted box."""
 
     path: str
-    content: bytes | None = None  # None: a directory
+    content: bytes | None = None  # None: a directory; the target of a symbolic link
     mode: int = 0o644
+    symlink: bool = False
 
     @property
     def is_dir(self) -> bool:
@@ -208,6 +209,11 @@ def file(path: str, content: str | bytes, mode: int = 0o644) -> OverlayEntry:
 def directory(path: str, mode: int = 0o755) -> OverlayEntry:
     """A directory entry; the kernel creates it or, if it exists, sets its mode."""
     return OverlayEntry(path, None, mode)
+
+
+def symlink(path: str, target: str) -> OverlayEntry:
+    """A symbolic link entry pointing at `target` (relative or absolute, not checked)."""
+    return OverlayEntry(path, target.encode(), 0o777, symlink=True)
 
 
 _NEWC_MAGIC: Final = b"070701"
@@ -244,6 +250,9 @@ def newc_archive(entries: Iterable[OverlayEntry], *, mtime: int = 0) -> bytes:
         seen.add(name)
         if entry.is_dir:
             out += _newc_record(name, ino, stat.S_IFDIR | entry.mode, b"", 2, mtime)
+        elif entry.symlink:
+            assert entry.content is not None
+            out += _newc_record(name, ino, stat.S_IFLNK | 0o777, entry.content, 1, mtime)
         else:
             assert entry.content is not None
             out += _newc_record(name, ino, stat.S_IFREG | entry.mode, entry.content, 1, mtime)

@@ -7,6 +7,7 @@ and the exact text is an input of the image's content hash, so editing the hook 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
 
 from edgepop.image.packages import Flavour
@@ -70,7 +71,92 @@ ln -sf sbin/init "$root/init"
 """,
 }
 
+_HERE: Final = Path(__file__).resolve().parent
+IRQ_SCRIPT: Final = "/usr/local/lib/edgepop/edgepop_irq.py"
+CALLHOME_SCRIPT: Final = "/usr/local/lib/edgepop/edgepop-callhome"
+IRQ_INPUTS: Final = "/etc/edgepop/irq-affinity.json"
+
+# Until call-home has answered, every PCI Ethernet port asks for DHCP (the boot NIC gets its lease
+# from the control server's dnsmasq). The name sorts after every file edgepop or a test writes, so
+# any of those wins for its NIC. The client id is the MAC, as iPXE's was, so dnsmasq sees one client.
+_BOOT_NETWORK: Final = """[Match]
+Type=ether
+Path=pci-*
+
+[Network]
+DHCP=ipv4
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+
+[DHCPv4]
+ClientIdentifier=mac
+"""
+
+_CALLHOME_UNIT: Final = f"""[Unit]
+Description=edgepop call-home: learn this box's identity from the PoP's provisiond
+Documentation=file:{CALLHOME_SCRIPT}
+Wants=systemd-networkd.service
+After=systemd-networkd.service
+ConditionPathExists=/etc/edgepop/callhome.json
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+TimeoutStartSec=infinity
+ExecStart=/usr/bin/python3 {CALLHOME_SCRIPT}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# The irq_affinity role installs the same unit on a box with a disk; on a stateless box the plan
+# inputs come from call-home at every boot, so the unit waits for it.
+_IRQ_UNIT: Final = f"""[Unit]
+Description=edgepop NIC queue interrupt pinning
+After=systemd-networkd.service edgepop-callhome.service
+Conflicts=irqbalance.service
+ConditionPathExists={IRQ_INPUTS}
+StartLimitIntervalSec=300
+StartLimitBurst=30
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/python3 {IRQ_SCRIPT} apply {IRQ_INPUTS}
+Restart=on-failure
+RestartSec=5s
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _install(path: str, text: str, mode: str = "0644") -> str:
+    """Shell that writes `text` to `path` in the chroot (a quoted here-document: no expansion)."""
+    marker = "EDGEPOP_FILE_END"
+    if marker in text:
+        raise ValueError(f"{path}: the content holds the here-document marker {marker}")
+    body = text if text.endswith("\n") else text + "\n"
+    return (
+        f'mkdir -p "$root{Path(path).parent!s}"\n'
+        f"cat > \"$root{path}\" <<'{marker}'\n{body}{marker}\n"
+        f'chmod {mode} "$root{path}"\n'
+    )
+
+
+def _boot_client() -> str:
+    """The call-home client, the IRQ re-apply script and their units, for the pxe flavour."""
+    return (
+        "\n# Zero-touch boot: call home, become the inventory host, re-pin NIC queue interrupts.\n"
+        + _install(CALLHOME_SCRIPT, (_HERE / "callhome_client.py").read_text(), "0755")
+        + _install(IRQ_SCRIPT, (_HERE.parent / "irq_plan.py").read_text())
+        + _install("/etc/systemd/network/zz-edgepop-boot.network", _BOOT_NETWORK)
+        + _install("/etc/systemd/system/edgepop-callhome.service", _CALLHOME_UNIT)
+        + _install("/etc/systemd/system/edgepop-irq-affinity.service", _IRQ_UNIT)
+        + 'chroot "$root" systemctl enable edgepop-callhome.service edgepop-irq-affinity.service\n'
+    )
+
 
 def customize_hook(flavour: Flavour) -> str:
     """Shell text for `mmdebstrap --customize-hook=`; `$1` is the chroot directory."""
-    return _COMMON + _FLAVOUR[flavour]
+    return _COMMON + _FLAVOUR[flavour] + (_boot_client() if flavour == "pxe" else "")

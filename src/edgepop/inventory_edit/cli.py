@@ -182,7 +182,25 @@ def _cmd_add_server(args: argparse.Namespace) -> int:
 
 
 def _cmd_adopt(args: argparse.Namespace) -> int:
-    return _place(args, adopt)
+    """With --pending, the box's MACs come from provisiond's queue (the entry holding the first
+    --mac), and the entry leaves the queue once the inventory is written."""
+    if args.pending is None:
+        return _place(args, adopt)
+    from edgepop.agents.provisiond import pending
+
+    queue = Path(args.pending) / "pending.json"
+    first = args.mac[0][1]
+    entry = pending.find(queue, first)
+    if entry is None:
+        print(f"edgepop inventory adopt: no box with MAC {first} is waiting in {queue}", file=sys.stderr)
+        return EX_DATAERR
+    named = {mac for name, mac in args.mac if name is not None}
+    args.mac = [(n, m) for n, m in args.mac if n is not None] + [(None, m) for m in entry["macs"] if m not in named]
+    code = _place(args, adopt)
+    if code == EX_OK and not args.check:
+        pending.remove(queue, first)
+        print(f"removed {', '.join(entry['macs'])} from {queue}")
+    return code
 
 
 def _cmd_set_weight(args: argparse.Namespace) -> int:
@@ -307,6 +325,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a MAC the server reported",
     )
     p.add_argument("--as", dest="host", required=True, metavar="HOST", help="the inventory hostname to give it")
+    p.add_argument(
+        "--pending",
+        metavar="STATE_DIR",
+        help="take every MAC of the box from provisiond's queue in this state directory (the entry holding "
+        "the first --mac) and drop the entry once adopted",
+    )
     _server_options(p, template_required=False)
     p.set_defaults(func=_cmd_adopt)
 

@@ -104,13 +104,41 @@ class NearestPop(Strict):
     url: str = Field(pattern=r"^https?://", description="base URL of that PoP's image server")
 
 
+class DhcpPool(Strict):
+    """Addresses handed to MACs the inventory does not know yet, so they can boot and call home."""
+
+    start: IPv4Addr = Field(description="first address of the pool")
+    end: IPv4Addr = Field(description="last address of the pool")
+
+    @model_validator(mode="after")
+    def _order(self) -> DhcpPool:
+        if ipaddress.IPv4Address(self.start) > ipaddress.IPv4Address(self.end):
+            raise ValueError(f"start ({self.start}) is after end ({self.end})")
+        return self
+
+
 class Provisioning(Strict):
     """What bare servers boot and where they report their MACs."""
 
     image_version: str = Field(pattern=r"^[0-9A-Za-z._-]+$", description="stateless image version to serve")
     image_sha256: str = Field(pattern=SHA256_RE, description="sha256 of the image manifest (64 hex digits)")
+    image_public_key: str | None = Field(
+        default=None,
+        pattern=r"^ed25519:[A-Za-z0-9+/]{43}=$",
+        description="ed25519 public key the image manifest must be signed with (`edgepop image keygen` prints "
+        "it); none: provisiond serves no image and pulls none",
+    )
     callhome_url: str = Field(pattern=r"^https?://", description="call-home endpoint booted servers POST to")
     callhome_token: Secret = Field(description="per-PoP call-home token (ansible-vault)")
+    ssh_authorized_keys: list[str] = Field(
+        default_factory=list,
+        description="SSH public keys a booted server installs for root, so Ansible can reach it",
+    )
+    dhcp_pool: DhcpPool | None = Field(
+        default=None,
+        description="addresses for MACs not in the inventory (on the call-home network); none: unknown MACs "
+        "get no lease and cannot call home",
+    )
 
 
 class Bgp(Strict):

@@ -1,0 +1,5 @@
+import sys
+
+from edgepop.agents.provisiond.cli import main
+
+sys.exit(main())
