@@ -128,6 +128,6 @@ def test_pxe_image_carries_the_client_the_irq_script_and_their_units() -> None:
     assert "systemctl enable edgepop-callhome.service edgepop-irq-affinity.service" in pxe
     assert f"ConditionPathExists={IRQ_INPUTS}" in pxe and "After=systemd-networkd.service edgepop-callhome" in pxe
     assert (ROOT / "src/edgepop/image/callhome_client.py").read_text() in pxe
-    assert "edgepop-callhome" not in customize_hook("container")
+    assert "ConditionVirtualization=!container" in pxe  # the lab's containers share this rootfs
     # the hook is valid sh, here-documents included
     assert subprocess.run(["sh", "-n"], input=pxe, text=True, check=False).returncode == 0

@@ -7,8 +7,10 @@ argv the build would execute and prove that a cache hit executes nothing.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import subprocess
+import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ def _forbid(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[s
 
 
 def _inputs(**changes: Any) -> BuildInputs:
-    return dataclasses.replace(build.build_inputs("container", SOURCES), **changes)
+    return dataclasses.replace(build.build_inputs("pxe", SOURCES), **changes)
 
 
 def _touch_target(argv: list[str]) -> None:
@@ -70,14 +72,13 @@ def _touch_target(argv: list[str]) -> None:
 # --- package list ----------------------------------------------------------------------------------
 
 
-def test_package_list_is_sorted_unique_and_flavoured() -> None:
-    container = packages.package_list("container")
+def test_package_list_is_sorted_unique_and_the_same_for_both_flavours() -> None:
     pxe = packages.package_list("pxe")
-    assert list(container) == sorted(set(container))
-    assert {"systemd-sysv", "openssh-server", "python3-apt", "bird2", "dbus", "iproute2"} <= set(container)
-    assert "linux-image-amd64" not in container
-    assert set(container) < set(pxe)
-    assert {"linux-image-amd64", "initramfs-tools"} <= set(pxe) - set(container)
+    assert list(pxe) == sorted(set(pxe))
+    assert {"systemd-sysv", "openssh-server", "python3-apt", "bird2", "dbus", "iproute2"} <= set(pxe)
+    assert {"linux-image-amd64", "initramfs-tools"} <= set(pxe)
+    # the container rootfs is the pxe one without the kernel's files: the same packages installed
+    assert packages.package_list("container") == pxe
 
 
 def test_unknown_flavour_is_rejected() -> None:
@@ -104,10 +105,10 @@ def test_digest_is_stable_and_ignores_package_order() -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        {"packages": (*packages.package_list("container"), "tcpdump")},
-        {"packages": packages.package_list("container")[1:]},
-        {"flavour": "pxe"},
-        {"hook": customize_hook("container") + "\ntrue\n"},
+        {"packages": (*packages.package_list("pxe"), "tcpdump")},
+        {"packages": packages.package_list("pxe")[1:]},
+        {"flavour": "container"},
+        {"hook": customize_hook("pxe") + "\ntrue\n"},
         {"sources": SOURCES[:1]},
         {"format_version": build.FORMAT_VERSION + 1},
         {"dpkg_opts": ()},
@@ -121,19 +122,17 @@ def test_any_input_change_changes_the_hash(change: dict[str, Any]) -> None:
     assert changed.tarball_name() != base.tarball_name()
 
 
-def test_flavours_differ_in_hook_and_hash() -> None:
-    container = build.build_inputs("container", SOURCES)
-    pxe = build.build_inputs("pxe", SOURCES)
-    assert "systemd-networkd-wait-online" in container.hook
-    assert 'ln -sf sbin/init "$root/init"' in pxe.hook
-    assert container.digest() != pxe.digest()
+def test_only_the_pxe_rootfs_has_a_hook() -> None:
+    assert 'ln -sf sbin/init "$root/init"' in build.build_inputs("pxe", SOURCES).hook
+    with pytest.raises(ValueError, match="derived from the pxe one"):
+        build.build_inputs("container", SOURCES)
 
 
 def test_tarball_name_and_default_tag() -> None:
     inputs = _inputs()
     name = inputs.tarball_name()
     digest = inputs.digest()
-    assert name == f"edgepop-container-bookworm-{digest[:16]}.tar.zst"
+    assert name == f"edgepop-pxe-bookworm-{digest[:16]}.tar.zst"
     assert build.default_tag(Path("/x") / name) == f"localhost/edgepop-base:{digest[:12]}"
     with pytest.raises(ValueError, match="not an edgepop rootfs tarball"):
         build.default_tag(Path("rootfs.tar"))
@@ -149,14 +148,14 @@ def test_mmdebstrap_argv_is_exact() -> None:
         "mmdebstrap",
         "--variant=minbase",
         "--mode=root",
-        "--include=" + ",".join(packages.package_list("container")),
+        "--include=" + ",".join(packages.package_list("pxe")),
         "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/info/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-exclude=/usr/share/lintian/*",
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-        "--customize-hook=" + customize_hook("container"),
+        "--customize-hook=" + customize_hook("pxe"),
         "bookworm",
         "/cache/out.tar.zst",
         *SOURCES,
@@ -164,7 +163,7 @@ def test_mmdebstrap_argv_is_exact() -> None:
 
 
 def test_hook_does_what_the_image_needs() -> None:
-    hook = customize_hook("container")
+    hook = customize_hook("pxe")
     assert hook.startswith("set -eu\n")
     assert ': > "$root/etc/machine-id"' in hook
     assert "systemctl mask networking.service" in hook
@@ -227,7 +226,7 @@ def test_cache_hit_skips_the_build(
     cached = tmp_path / _inputs().tarball_name()
     cached.write_bytes(b"rootfs")
     with caplog.at_level(logging.INFO, logger="edgepop.image.build"):
-        assert build.build_rootfs("container", tmp_path, sources=SOURCES) == cached
+        assert build.build_rootfs("pxe", tmp_path, sources=SOURCES) == cached
     assert "cached" in caplog.text
 
 
@@ -236,7 +235,7 @@ def test_cache_miss_runs_mmdebstrap_once_and_renames_into_place(
 ) -> None:
     recorder = Recorder(effect=_touch_target)
     monkeypatch.setattr(RUN, recorder)
-    result = build.build_rootfs("container", tmp_path / "cache", sources=SOURCES)
+    result = build.build_rootfs("pxe", tmp_path / "cache", sources=SOURCES)
 
     inputs = _inputs()
     assert result == tmp_path / "cache" / inputs.tarball_name()
@@ -250,16 +249,16 @@ def test_cache_miss_runs_mmdebstrap_once_and_renames_into_place(
 
     # The second call is a cache hit.
     monkeypatch.setattr(RUN, _forbid)
-    assert build.build_rootfs("container", tmp_path / "cache", sources=SOURCES) == result
+    assert build.build_rootfs("pxe", tmp_path / "cache", sources=SOURCES) == result
 
 
 def test_changed_package_list_builds_a_new_tarball(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RUN, Recorder(effect=_touch_target))
-    first = build.build_rootfs("container", tmp_path, sources=SOURCES)
+    first = build.build_rootfs("pxe", tmp_path, sources=SOURCES)
     monkeypatch.setattr(build, "package_list", lambda flavour: (*packages.package_list(flavour), "tcpdump"))
     recorder = Recorder(effect=_touch_target)
     monkeypatch.setattr(RUN, recorder)
-    second = build.build_rootfs("container", tmp_path, sources=SOURCES)
+    second = build.build_rootfs("pxe", tmp_path, sources=SOURCES)
     assert second != first and second.is_file() and first.is_file()
     assert len(recorder.calls) == 1 and "tcpdump" in recorder.calls[0][3]
 
@@ -270,7 +269,7 @@ def test_failed_build_raises_with_stderr_tail_and_leaves_no_tarball(
     stderr = "\n".join(f"line {i}" for i in range(100)) + "\nE: Unable to locate package bird3\n"
     monkeypatch.setattr(RUN, Recorder((1, "", stderr), effect=_touch_target))
     with pytest.raises(ImageBuildError) as info:
-        build.build_rootfs("container", tmp_path, sources=SOURCES)
+        build.build_rootfs("pxe", tmp_path, sources=SOURCES)
     err = info.value
     assert err.argv[0] == "mmdebstrap" and err.returncode == 1
     assert err.stderr_tail.endswith("E: Unable to locate package bird3")
@@ -284,7 +283,7 @@ def test_missing_build_tools_fail_before_anything_runs(tmp_path: Path, monkeypat
     monkeypatch.setattr("edgepop.image.build.shutil.which", lambda tool: None if tool == "zstd" else tool)
     monkeypatch.setattr(RUN, _forbid)
     with pytest.raises(ImageBuildError, match="not installed: apt-get install -y zstd"):
-        build.build_rootfs("container", tmp_path, sources=SOURCES)
+        build.build_rootfs("pxe", tmp_path, sources=SOURCES)
 
 
 def test_missing_tool_and_timeout_become_image_build_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -412,3 +411,60 @@ def test_cli_reports_build_errors(
     monkeypatch.setattr(cli, "build_rootfs", failing)
     assert cli.main(["build", "--flavour", "pxe", "--cache", str(tmp_path)]) == 1
     assert "error: mmdebstrap exited with 1" in capsys.readouterr().err
+
+
+# --- the container rootfs, derived from the pxe one -----------------------------------------------
+
+
+def _fake_pxe_tarball(path: Path) -> None:
+    """A tiny stand-in for the pxe rootfs tarball: kernel files, /init, a file with a capability."""
+
+    def add(tar: tarfile.TarFile, name: str, data: bytes = b"", **attrs: Any) -> None:
+        info = tarfile.TarInfo(name)
+        for key, value in attrs.items():
+            setattr(info, key, value)
+        info.size = len(data) if info.isreg() else 0
+        tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+
+    raw = path.with_suffix("")
+    with tarfile.open(raw, "w", format=tarfile.PAX_FORMAT) as tar:
+        add(tar, "./boot", type=tarfile.DIRTYPE, mode=0o755)
+        add(tar, "./boot/vmlinuz-6.1.0-amd64", b"kernel")
+        add(tar, "./usr/lib/modules/6.1.0-amd64/kernel/bonding.ko", b"module")
+        add(tar, "./usr/lib/modulesx", b"not the modules directory")
+        add(tar, "./init", type=tarfile.SYMTYPE, linkname="sbin/init")
+        add(tar, "./etc/hostname", b"", mode=0o644)
+        add(tar, "./usr/bin/ping", b"ping", mode=0o755, pax_headers={"SCHILY.xattr.security.capability": "\x01"})
+    subprocess.run(["zstd", "-q", "--rm", str(raw), "-o", str(path)], check=True)
+
+
+def _members(path: Path) -> dict[str, Any]:
+    data = subprocess.run(["zstd", "-dcq", str(path)], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_container_rootfs_is_the_pxe_one_without_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()  # the real `which`: zstd really runs here
+    pxe = tmp_path / _inputs().tarball_name()
+    _fake_pxe_tarball(pxe)
+    monkeypatch.setattr(RUN, _forbid)  # the pxe tarball is cached: mmdebstrap must not run
+    container = build.build_rootfs("container", tmp_path, sources=SOURCES)
+    monkeypatch.undo()
+    assert container.name == build.container_tarball_name(pxe)
+    assert build.default_tag(container).startswith("localhost/edgepop-base:")
+    members = _members(container)
+    assert sorted(members) == [
+        "./etc/hostname",
+        "./etc/systemd/system/systemd-networkd-wait-online.service",
+        "./usr/bin/ping",
+        "./usr/lib/modulesx",
+    ]
+    mask = members["./etc/systemd/system/systemd-networkd-wait-online.service"]
+    assert mask.issym() and mask.linkname == "/dev/null"
+    assert members["./usr/bin/ping"].pax_headers.get("SCHILY.xattr.security.capability") == "\x01"
+    assert members["./usr/bin/ping"].mode == 0o755
+
+    mtime = container.stat().st_mtime_ns
+    assert build.build_rootfs("container", tmp_path, sources=SOURCES) == container  # cached
+    assert container.stat().st_mtime_ns == mtime

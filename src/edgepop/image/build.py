@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -269,11 +270,15 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def build_rootfs(flavour: Flavour, cache_dir: Path, *, sources: Sequence[str] | None = None) -> Path:
-    """Return the cached rootfs tarball for `flavour`, building it with mmdebstrap if it is missing.
+    """Return the cached rootfs tarball for `flavour`, building it if it is missing.
 
-    The build writes to a partial file and renames it into place, so an interrupted build never
-    leaves a tarball that a later run would take for a cache hit.
+    `pxe` is built with mmdebstrap; `container` is that same rootfs with the kernel's files left out
+    (`container_rootfs`), so the lab's boxes run exactly what bare servers boot. The build writes to a
+    partial file and renames it into place, so an interrupted build never leaves a tarball that a
+    later run would take for a cache hit.
     """
+    if flavour == "container":
+        return container_rootfs(build_rootfs("pxe", cache_dir, sources=sources), cache_dir)
     inputs = build_inputs(flavour, sources)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tarball = cache_dir / inputs.tarball_name()
@@ -299,6 +304,92 @@ def build_rootfs(flavour: Flavour, cache_dir: Path, *, sources: Sequence[str] | 
             partial.unlink(missing_ok=True)
         size_mb = tarball.stat().st_size / 1e6
         log.info("built %s (%.0f MB) in %.0f s", tarball, size_mb, time.monotonic() - started)
+    return tarball
+
+
+# --- the container rootfs: the pxe rootfs without the kernel ------------------------------------------
+
+CONTAINER_FORMAT: Final = 1
+"""Bump when the derivation changes in a way the lists below do not capture."""
+
+CONTAINER_DROPPED: Final[tuple[str, ...]] = (
+    # A container runs on the host's kernel: the kernel, its modules and the RAM-boot entry point are
+    # dead weight there (the modules alone are most of the pxe rootfs).
+    "./boot",
+    "./usr/lib/modules",
+    "./init",
+)
+CONTAINER_MASKED: Final[tuple[str, ...]] = (
+    # podman configures a container's interfaces itself, and nothing in the lab waits for
+    # network-online: wait-online would hold boot for its 2 min timeout and then fail.
+    "systemd-networkd-wait-online.service",
+)
+
+
+def container_tarball_name(pxe: Path) -> str:
+    """Named by a hash of the pxe tarball's name (itself a content hash) and the derivation."""
+    doc = {"pxe": pxe.name, "format": CONTAINER_FORMAT, "dropped": CONTAINER_DROPPED, "masked": CONTAINER_MASKED}
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return f"edgepop-container-{SUITE}-{digest[:HASH_LEN]}{TARBALL_SUFFIX}"
+
+
+def _dropped(name: str) -> bool:
+    return any(name == d or name.startswith(d + "/") for d in CONTAINER_DROPPED)
+
+
+def _derive(source: Path, target: Path) -> None:
+    """Stream `source` into `target` (both zstd tarballs) without the dropped paths, plus the masks.
+    Members are copied with their PAX headers, so ownership, modes and file capabilities survive."""
+    unpack = subprocess.Popen(["zstd", "-dcq", str(source)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with target.open("wb") as out:
+        pack = subprocess.Popen(["zstd", "-qc", "-T0"], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE)
+        assert unpack.stdout is not None and pack.stdin is not None
+        try:
+            with (
+                tarfile.open(fileobj=unpack.stdout, mode="r|") as src,
+                tarfile.open(fileobj=pack.stdin, mode="w|", format=tarfile.PAX_FORMAT) as dst,
+            ):
+                for member in src:
+                    if _dropped(member.name):
+                        continue
+                    dst.addfile(member, src.extractfile(member) if member.isreg() else None)
+                for unit in CONTAINER_MASKED:
+                    mask = tarfile.TarInfo(f"./etc/systemd/system/{unit}")
+                    mask.type, mask.linkname, mask.mode = tarfile.SYMTYPE, "/dev/null", 0o777
+                    dst.addfile(mask)
+        finally:
+            pack.stdin.close()
+            pack_rc, unpack_rc = pack.wait(_BUILD_TIMEOUT_S), unpack.wait(_BUILD_TIMEOUT_S)
+    for argv, proc, rc in ((["zstd", "-dcq", str(source)], unpack, unpack_rc), (["zstd", "-qc"], pack, pack_rc)):
+        if rc != 0:
+            assert proc.stderr is not None
+            raise ImageBuildError(argv, rc, proc.stderr.read().decode(errors="replace"))
+
+
+def container_rootfs(pxe: Path, cache_dir: Path) -> Path:
+    """The lab's container rootfs, derived from the pxe tarball `pxe` (cached beside it)."""
+    tarball = cache_dir / container_tarball_name(pxe)
+    if tarball.is_file():
+        log.info("cached: %s", tarball)
+        return tarball
+    _require_tools({"zstd": "zstd"})
+    with _locked(cache_dir / ".build.lock"):
+        if tarball.is_file():
+            return tarball
+        partial = cache_dir / f".{tarball.name}.partial-{os.getpid()}{TARBALL_SUFFIX}"
+        started = time.monotonic()
+        try:
+            _derive(pxe, partial)
+            os.replace(partial, tarball)
+        finally:
+            partial.unlink(missing_ok=True)
+        log.info(
+            "derived %s from %s without the kernel (%.0f MB) in %.0f s",
+            tarball.name,
+            pxe.name,
+            tarball.stat().st_size / 1e6,
+            time.monotonic() - started,
+        )
     return tarball
 
 

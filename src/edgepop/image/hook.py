@@ -59,17 +59,10 @@ find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
 rm -rf "$root"/var/cache/apt/*.bin "$root"/var/cache/debconf/*-old "$root"/var/log/*.log
 """
 
-_FLAVOUR: Final[dict[Flavour, str]] = {
-    # podman configures the container's interfaces itself and nothing in the lab waits for
-    # "network-online": wait-online would hold boot for its 2 min timeout and then fail.
-    "container": r"""
-chroot "$root" systemctl mask systemd-networkd-wait-online.service
-""",
-    # The rootfs is packed as a cpio and loaded as the initramfs: the kernel executes /init.
-    "pxe": r"""
+# The rootfs is packed as a cpio and loaded as the initramfs: the kernel executes /init.
+_PXE: Final = r"""
 ln -sf sbin/init "$root/init"
-""",
-}
+"""
 
 _HERE: Final = Path(__file__).resolve().parent
 IRQ_SCRIPT: Final = "/usr/local/lib/edgepop/edgepop_irq.py"
@@ -95,6 +88,7 @@ ClientIdentifier=mac
 _CALLHOME_UNIT: Final = f"""[Unit]
 Description=edgepop call-home: learn this box's identity from the PoP's provisiond
 Documentation=file:{CALLHOME_SCRIPT}
+ConditionVirtualization=!container
 Wants=systemd-networkd.service
 After=systemd-networkd.service
 ConditionPathExists=/etc/edgepop/callhome.json
@@ -158,5 +152,8 @@ def _boot_client() -> str:
 
 
 def customize_hook(flavour: Flavour) -> str:
-    """Shell text for `mmdebstrap --customize-hook=`; `$1` is the chroot directory."""
-    return _COMMON + _FLAVOUR[flavour] + (_boot_client() if flavour == "pxe" else "")
+    """Shell text for `mmdebstrap --customize-hook=`; `$1` is the chroot directory. Only the pxe
+    rootfs is built with mmdebstrap: the container rootfs is derived from it (build.container_rootfs)."""
+    if flavour != "pxe":
+        raise ValueError(f"the {flavour} rootfs is derived from the pxe one, not built with a hook of its own")
+    return _COMMON + _PXE + _boot_client()

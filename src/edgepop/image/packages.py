@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 Flavour = Literal["container", "pxe"]
-"""`container`: imported into podman for the lab (the host kernel is shared, so no kernel).
-`pxe`: booted by bare servers and qemu guests from RAM (needs a kernel and an initramfs tool)."""
+"""`pxe`: booted by bare servers and qemu guests from RAM (needs a kernel and an initramfs tool).
+`container`: the same rootfs without the kernel's files, imported into podman for the lab (the host
+kernel is shared)."""
 
 FLAVOURS: Final[tuple[Flavour, ...]] = get_args(Flavour)
 
@@ -67,17 +68,20 @@ BASE_GROUPS: Final[tuple[PackageGroup, ...]] = (
     ),
 )
 
-FLAVOUR_GROUPS: Final[dict[Flavour, tuple[PackageGroup, ...]]] = {
-    # A container shares the host's kernel: a kernel package would only add ~300 MB of modules.
-    "container": (),
-    "pxe": (
-        PackageGroup(
-            "boot",
-            "bare servers and qemu guests boot a Debian kernel; the bonding and NIC modules come from it. "
-            "initramfs-tools satisfies the kernel's dependency; zstd packs the rootfs as the RAM root.",
-            ("linux-image-amd64", "initramfs-tools", "zstd"),
-        ),
+_BOOT: Final = (
+    PackageGroup(
+        "boot",
+        "bare servers and qemu guests boot a Debian kernel; the bonding and NIC modules come from it. "
+        "initramfs-tools satisfies the kernel's dependency; zstd packs the rootfs as the RAM root.",
+        ("linux-image-amd64", "initramfs-tools", "zstd"),
     ),
+)
+
+FLAVOUR_GROUPS: Final[dict[Flavour, tuple[PackageGroup, ...]]] = {
+    "pxe": _BOOT,
+    # The container rootfs is the pxe one with the kernel's files left out (it runs on the host's
+    # kernel): the same packages are installed, so the lab runs exactly what servers boot.
+    "container": _BOOT,
 }
 
 
