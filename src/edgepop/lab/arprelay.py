@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from edgepop.derive import derive_all
-from edgepop.lab.fabric import FabricError, Node, _run
+from edgepop.lab.fabric import FabricError, NamespaceLab, Node, _run
 from edgepop.render import render_device, render_template
 from edgepop.validate import load_valid
 
@@ -44,7 +44,7 @@ Log = Callable[[str], None]
 TOKEN = "lab-arprelay-token"
 
 
-class ArpRelayLab:
+class ArpRelayLab(NamespaceLab):
     """`with ArpRelayLab(inventory, workdir) as lab:` brings it up and always takes it down.
 
     `internet` maps each provider to (its prefixes, its destination's address/prefix, its own
@@ -72,17 +72,6 @@ class ArpRelayLab:
         self.configs: dict[str, Any] = {}
         self.nodes: dict[str, Node] = {}
         self.switch_name = ""
-
-    def __enter__(self) -> ArpRelayLab:
-        try:
-            self.up()
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
 
     # --- up and down ----------------------------------------------------------------------------
 

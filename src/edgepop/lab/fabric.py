@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -106,7 +106,29 @@ class Server(Node):
     weight: int = 0
 
 
-class Fabric:
+class NamespaceLab:
+    """A lab built from network namespaces, used as a context manager: `up()` on entry (and `down()`
+    again when `up()` fails part-way, so a half-built lab leaves nothing behind), `down()` on exit."""
+
+    def up(self) -> None:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+
+class Fabric(NamespaceLab):
     """`with Fabric(inventory, workdir) as fab:` brings the PoP up and always takes it down."""
 
     def __init__(
@@ -141,17 +163,6 @@ class Fabric:
         self.client_v4 = ""
 
     # --- up and down ---------------------------------------------------------------------------
-
-    def __enter__(self) -> Fabric:
-        try:
-            self.up()
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
 
     def _nodes(self) -> list[Node]:
         nodes: list[Node | None] = [self.client, self.router, *self.servers.values(), *self.extra, self.switch]

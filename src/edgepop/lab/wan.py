@@ -26,7 +26,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from edgepop.lab.fabric import Fabric, FabricError, Log, Node, Server, _run
+from edgepop.lab.fabric import Fabric, FabricError, Log, NamespaceLab, Node, Server, _run
 
 CLIENT_NET = ipaddress.ip_network("203.0.113.244/30")  # internet <-> client
 CLIENT_V4 = str(CLIENT_NET[2])
@@ -67,7 +67,7 @@ class PopFabric(Fabric):
         (server.workdir / "www" / "index.html").write_text(f"http served by {server.name} in PoP {self.label}\n")
 
 
-class WanLab:
+class WanLab(NamespaceLab):
     """`with WanLab(inventory, workdir) as wan:` two PoPs, the internet and a client; always torn down."""
 
     def __init__(self, inventory: Path, workdir: Path, *, log: Log | None = None) -> None:
@@ -79,17 +79,6 @@ class WanLab:
         self.client: Node | None = None
         self.pops: dict[str, PopFabric] = {}
         self.bird: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> WanLab:
-        try:
-            self.up()
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
 
     def _node(self, name: str) -> Node:
         workdir = self.workdir / name
