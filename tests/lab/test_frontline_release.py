@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +55,13 @@ class Frontline:
         out = {}
         for core in CORES:
             url = f"http://127.0.0.1:{HEALTH_BASE + core}/health"
-            done = self.ns.exec("curl", "-s", "-m", "1", url) if self.instances.pids(core) else ""
-            out[core] = done.strip()
+            # an instance that has a PID but is not listening yet answers nothing (curl exits 7)
+            done = (
+                subprocess.run(self.ns.argv("curl", "-s", "-m", "1", url), capture_output=True, text=True, check=False)
+                if self.instances.pids(core)
+                else None
+            )
+            out[core] = done.stdout.strip() if done is not None and done.returncode == 0 else ""
         return out
 
 

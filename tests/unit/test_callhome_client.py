@@ -129,5 +129,6 @@ def test_pxe_image_carries_the_client_the_irq_script_and_their_units() -> None:
     assert f"ConditionPathExists={IRQ_INPUTS}" in pxe and "After=systemd-networkd.service edgepop-callhome" in pxe
     assert (ROOT / "src/edgepop/image/callhome_client.py").read_text() in pxe
     assert "ConditionVirtualization=!container" in pxe  # the lab's containers share this rootfs
+    assert "zz-edgepop-boot.network" not in pxe  # DHCP on every port comes with call-home only
     # the hook is valid sh, here-documents included
     assert subprocess.run(["sh", "-n"], input=pxe, text=True, check=False).returncode == 0

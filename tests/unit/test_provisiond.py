@@ -234,6 +234,8 @@ def test_callhome_overlay_holds_the_token(running: Running) -> None:
         data = response.read()
     assert data.startswith(b"070701") and b"etc/edgepop/callhome.json" in data
     assert json.dumps(TOKEN).encode() in data and b"TRAILER!!!" in data
+    # the DHCP-on-every-port file comes with it: only netbooted boxes have it, never the image itself
+    assert b"etc/systemd/network/zz-edgepop-boot.network" in data and b"DHCP=ipv4" in data
 
 
 # --- serving a release ------------------------------------------------------------------------------

@@ -69,22 +69,6 @@ IRQ_SCRIPT: Final = "/usr/local/lib/edgepop/edgepop_irq.py"
 CALLHOME_SCRIPT: Final = "/usr/local/lib/edgepop/edgepop-callhome"
 IRQ_INPUTS: Final = "/etc/edgepop/irq-affinity.json"
 
-# Until call-home has answered, every PCI Ethernet port asks for DHCP (the boot NIC gets its lease
-# from the control server's dnsmasq). The name sorts after every file edgepop or a test writes, so
-# any of those wins for its NIC. The client id is the MAC, as iPXE's was, so dnsmasq sees one client.
-_BOOT_NETWORK: Final = """[Match]
-Type=ether
-Path=pci-*
-
-[Network]
-DHCP=ipv4
-LinkLocalAddressing=no
-IPv6AcceptRA=no
-
-[DHCPv4]
-ClientIdentifier=mac
-"""
-
 _CALLHOME_UNIT: Final = f"""[Unit]
 Description=edgepop call-home: learn this box's identity from the PoP's provisiond
 Documentation=file:{CALLHOME_SCRIPT}
@@ -144,7 +128,6 @@ def _boot_client() -> str:
         "\n# Zero-touch boot: call home, become the inventory host, re-pin NIC queue interrupts.\n"
         + _install(CALLHOME_SCRIPT, (_HERE / "callhome_client.py").read_text(), "0755")
         + _install(IRQ_SCRIPT, (_HERE.parent / "irq_plan.py").read_text())
-        + _install("/etc/systemd/network/zz-edgepop-boot.network", _BOOT_NETWORK)
         + _install("/etc/systemd/system/edgepop-callhome.service", _CALLHOME_UNIT)
         + _install("/etc/systemd/system/edgepop-irq-affinity.service", _IRQ_UNIT)
         + 'chroot "$root" systemctl enable edgepop-callhome.service edgepop-irq-affinity.service\n'

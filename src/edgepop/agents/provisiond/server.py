@@ -30,12 +30,36 @@ _IMAGE = re.compile(r"^/image/([0-9A-Za-z._-]+)/([0-9A-Za-z._-]+)$")
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 MAX_BODY = 16384
 CALLHOME_JSON = "/etc/edgepop/callhome.json"
+BOOT_NETWORK_FILE = "/etc/systemd/network/zz-edgepop-boot.network"
+
+# Until call-home has answered, every PCI Ethernet port asks for DHCP (the boot NIC gets its lease
+# from the control server's dnsmasq). It travels with the call-home settings, not in the image, so
+# only a netbooted box gets it (a box booted otherwise, or a lab container, keeps the image's own
+# network files). The name sorts after every file edgepop or a test writes, so any of those wins for
+# its NIC. The client id is the MAC, as iPXE's was, so dnsmasq sees one client.
+BOOT_NETWORK = """[Match]
+Type=ether
+Path=pci-*
+
+[Network]
+DHCP=ipv4
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+
+[DHCPv4]
+ClientIdentifier=mac
+"""
 
 
 def callhome_entries(plan: Plan) -> list[OverlayEntry]:
-    """/etc/edgepop/callhome.json: where the booted image calls home, with the PoP's token."""
+    """/etc/edgepop/callhome.json (where the booted image calls home, with the PoP's token) and the
+    catch-all DHCP network file that gets it there."""
     doc = {"url": plan.callhome_url, "token": plan.callhome_token.get_secret_value(), "pop": plan.pop}
-    return [directory("/etc/edgepop"), file(CALLHOME_JSON, json.dumps(doc) + "\n", 0o600)]
+    return [
+        directory("/etc/edgepop"),
+        file(CALLHOME_JSON, json.dumps(doc) + "\n", 0o600),
+        file(BOOT_NETWORK_FILE, BOOT_NETWORK, 0o644),
+    ]
 
 
 def callhome_overlay(plan: Plan) -> bytes:
