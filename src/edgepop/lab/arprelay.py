@@ -216,29 +216,15 @@ class ArpRelayLab(NamespaceLab):
         self.wait("the relay serving", lambda: bool(sw.run("ss", "-Hltn", f"sport = :{relay['port']}").strip()), 10)
 
     def stop_relay(self) -> None:
-        self._stop(self.nodes["sw"], "arprelay")
+        self.nodes["sw"].stop("arprelay")
 
     def start_host_agent(self, name: str) -> None:
         self._start_agent(self.nodes[name], self._agent_config(name, self.configs[name]))
 
-    @staticmethod
-    def _stop(node: Node, what: str) -> None:
-        proc = node.procs.pop(what, None)
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
     def down(self) -> None:
         for node in self.nodes.values():
             for what in ("arprelay", "bird"):
-                self._stop(node, what)
+                node.stop(what)
         existing = set(_run(["ip", "netns", "list"], check=False).split())
         for node in self.nodes.values():
             if node.ns not in existing:
@@ -289,7 +275,7 @@ class ArpRelayLab(NamespaceLab):
         """The provider goes away: its BIRD stops (its sessions end), its cable is pulled, and the
         switch forgets its ARP entry, as EOS does for a port that goes down."""
         node = self.nodes[provider]
-        self._stop(node, "bird")
+        node.stop("bird")
         port = f"p-{provider}"[:15]
         self.nodes["sw"].run("ip", "link", "del", port)
         self.nodes["sw"].run("ip", "neigh", "flush", "to", address, check=False)

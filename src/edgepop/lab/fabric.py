@@ -71,6 +71,21 @@ class Node:
     def run(self, *argv: str, check: bool = True, timeout: float = 30) -> str:
         return _run(self.argv(*argv), check=check, timeout=timeout)
 
+    def stop(self, what: str) -> None:
+        """End the process this node started as `what` (resumed first if a test stopped it):
+        SIGTERM, then SIGKILL after 5 s; always reaped."""
+        proc = self.procs.pop(what, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     @property
     def bird_socket(self) -> str:
         return str(self.workdir / "bird.ctl")
@@ -211,16 +226,7 @@ class Fabric(NamespaceLab):
         """Stop every process the fabric started (agents first, so they drain), remove its namespaces."""
         for node in self._nodes():
             for name in ("healthd", "bird"):
-                proc = node.procs.get(name)
-                if proc is not None and proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.send_signal(signal.SIGCONT)
-                        proc.terminate()
-                    try:
-                        proc.wait(5)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+                node.stop(name)
         existing = set(_run(["ip", "netns", "list"], check=False).split())
         for node in self._nodes():
             if node.ns not in existing:

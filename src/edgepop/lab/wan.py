@@ -150,13 +150,9 @@ class WanLab(NamespaceLab):
         for pop in self.pops.values():
             pop.down()
         self.pops = {}
-        if self.bird is not None and self.bird.poll() is None:
-            self.bird.terminate()
-            try:
-                self.bird.wait(5)
-            except subprocess.TimeoutExpired:
-                self.bird.kill()
-                self.bird.wait()
+        if self.internet is not None:
+            self.internet.stop("bird")
+        self.bird = None
         existing = set(_run(["ip", "netns", "list"], check=False).split())
         for node in (self.client, self.internet):
             if node is not None and node.ns in existing:
