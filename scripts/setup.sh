@@ -10,7 +10,7 @@ APT_PACKAGES=(
   openssh-client   # Ansible's transport to the lab hosts
   git
   podman runc uidmap   # the lab's containers (runc: crun fails on this cgroup layout)
-  netavark aardvark-dns  # podman's network backend for the lab (see below)
+  netavark aardvark-dns iptables  # podman's network backend for the lab (netavark calls iptables)
   mmdebstrap zstd      # the project's Debian image, built from Debian packages
   nftables iproute2    # the lab's forwarding guard, veth cabling and network namespaces
   busybox              # tiny httpd for the health agent's lab test

@@ -21,7 +21,7 @@ from edgepop.inventory_edit.changeset import ChangeSet, EditError
 from edgepop.inventory_edit.clone import ServerSpec, interface_addresses, personalise
 from edgepop.inventory_edit.roundtrip import RoundTripError, YamlDoc, map_like, scalar_like
 from edgepop.model.loader import YAML_SUFFIXES, RawInventory, load_inventory
-from edgepop.model.schema import KIND_GROUPS, MAC_RE, NAME_RE, natural_key
+from edgepop.model.schema import KIND_GROUPS, MAC_RE, NAME_RE, natural_key, unicast_mac_problem
 
 SERVERS = KIND_GROUPS["server"]
 SWITCHES = KIND_GROUPS["switch"]
@@ -44,6 +44,9 @@ def normalise_mac(text: str) -> str:
         mac = ":".join(mac[i : i + 2] for i in range(0, 12, 2))
     if not re.match(MAC_RE, mac):
         raise ValueError(f"{text!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
+    problem = unicast_mac_problem(mac)
+    if problem:
+        raise ValueError(problem)
     return mac
 
 

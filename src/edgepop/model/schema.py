@@ -27,6 +27,28 @@ Asn = Annotated[int, Field(ge=1, le=4294967294, description="autonomous system n
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def unicast_mac_problem(mac: str) -> str | None:
+    """Why `mac` (aa:bb:cc:dd:ee:ff) cannot be a NIC's own address, or None when it can.
+
+    Switches flood broadcast and multicast destinations and never learn them as a source, and an
+    all-zero MAC is what a NIC reports before its firmware set one: none of them identifies a box.
+    """
+    if mac == "ff:ff:ff:ff:ff:ff":
+        return f"{mac} is the broadcast MAC, not a NIC's address"
+    if int(mac[:2], 16) & 1:
+        return f"{mac} is a multicast MAC (the first octet is odd), not a NIC's address"
+    if mac == "00:00:00:00:00:00":
+        return f"{mac} is the all-zero MAC, not a NIC's address"
+    return None
+
+
+def _unicast_mac(value: str) -> str:
+    problem = unicast_mac_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class Strict(BaseModel):
     """Base for every inventory object: unknown keys are errors, values are never coerced."""
 
@@ -508,7 +530,9 @@ class Nic(Strict):
     members or, where there is a single port per group (the lab), carry the addresses themselves."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9]{0,14}$", description="stable interface name set from the MAC")
-    mac: str = Field(pattern=MAC_RE, description="lower-case colon-separated MAC address")
+    mac: Annotated[str, AfterValidator(_unicast_mac)] = Field(
+        pattern=MAC_RE, description="lower-case colon-separated unicast MAC address"
+    )
     group: NicGroup
     speed: int = Field(default=1000, description="link speed in Mb/s")
     queues: int | None = Field(default=None, ge=1, le=256, description="RSS queues; default: as the NIC has")
