@@ -8,25 +8,31 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export RESULTS
 
-.PHONY: help setup demo test lint unit golden golden-update lab vm molecule docs lock clean
+.PHONY: help setup doctor demo test lint unit golden golden-update lab vm molecule docs lock clean
 
 help:
 	@echo "make demo    bring up the lab PoP, run the new-PoP playbook, show the result"
 	@echo "make test    lint + unit + golden + lab + VM + Molecule tests (what CI runs)"
 	@echo "make vm      the VM proofs alone: bonds and NIC queue interrupts, zero-touch provisioning (qemu, ~5 min)"
 	@echo "make setup   install what both need (idempotent)"
+	@echo "make doctor  check this machine has every program and kernel feature they need"
 	@echo "make golden-update   re-render the golden files and docs after an intended change"
 
 setup:
 	@scripts/setup.sh
 
-demo: setup
+# doctor names every missing prerequisite at once, before anything is built or started.
+doctor: setup
+	@$(BIN)/edgepop doctor --quiet
+
+demo: doctor
 	@scripts/demo.sh
 
 # Every step runs even when an earlier one failed, so one run shows every failure; the summary
 # at the end decides the exit code.
 test: setup
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	@scripts/run-step.sh doctor $(BIN)/edgepop doctor --quiet
 	@$(MAKE) --no-print-directory lint unit golden lab vm molecule
 	@echo; echo "=== summary"; $(BIN)/python scripts/test-summary.py $(RESULTS)
 

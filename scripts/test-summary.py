@@ -2,7 +2,7 @@
 """Add up the results of a `make test` run: pytest JUnit reports plus one line per non-pytest step.
 
 Prints per-step lines and the closing line `N passed, N failed, N skipped`. Exits 1 when anything
-failed, or when no test ran at all (an empty run must never look green).
+failed, when a whole step skipped, or when no test ran at all (an empty run must never look green).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def main(results: Path) -> int:
         if status == "ok":
             passed += 1
         elif status.startswith("skip"):
-            skipped += 1
+            # a whole step that skipped proved nothing: it fails the run like a failed step
+            failed += 1
+            status = f"{status} (counts as a failure)"
         else:
             failed += 1
         lines.append(f"  step   {step.stem:<12} {status}")

@@ -111,13 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Subcommand groups that live beside their code (inventory edits, the lab, images)."""
     from edgepop.agents.provisiond.cli import register as provisioning_register
+    from edgepop.doctor import register as doctor_register
     from edgepop.image.cli import register as image_register
     from edgepop.inventory_edit.cli import register as inventory_register
     from edgepop.lab.cli import register as lab_register
     from edgepop.netdev.cli import register as netdev_register
     from edgepop.stping import register as stping_register
 
-    return [inventory_register, lab_register, netdev_register, stping_register, image_register, provisioning_register]
+    return [
+        inventory_register,
+        lab_register,
+        netdev_register,
+        stping_register,
+        image_register,
+        provisioning_register,
+        doctor_register,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,8 @@ import pytest
 from edgepop.netdev.drivers import Platform, Target, opener
 from edgepop.netdev.push import PushRequest, push_config
 
+pytestmark = pytest.mark.opt_in
+
 DEVICES: list[tuple[Platform, str]] = [("eos", "EDGEPOP_REAL_EOS"), ("junos", "EDGEPOP_REAL_JUNOS")]
 
 
