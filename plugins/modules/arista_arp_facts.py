@@ -10,7 +10,7 @@ description:
   - Opens the switch with NAPALM's C(eos) driver (eAPI over HTTPS by default), reads its ARP table
     with C(get_arp_table) and keeps the entries of the given provider addresses, each with its MAC,
     the interface it was learned on and, for a VLAN interface, the physical port.
-  - Runs on the controller (C(delegate_to: localhost)); it changes nothing on the switch.
+  - "Runs on the controller (C(delegate_to: localhost)); it changes nothing on the switch."
   - A provider address the table does not have (yet), or has without a MAC, is listed in
     C(missing); with I(require_all) the task fails instead.
 version_added: "0.4.0"

@@ -20,7 +20,8 @@ description:
     queues than the socket's CPUs allow, a group without NICs, an unknown NIC, a NIC without queue
     vectors, a socket the host does not have) fails with nothing written. A write that fails puts
     back the affinities already written.
-  - irqbalance moves interrupts on its own: stop it before running this module.
+  - irqbalance moves interrupts on its own, so stop it before running this module (or set
+    I(stop_irqbalance)).
 version_added: "0.3.0"
 author:
   - edgepop maintainers
@@ -88,7 +89,7 @@ options:
     default: false
 attributes:
   check_mode:
-    support: full
+    support: partial
     details: With I(channels) to change, the IRQs of queues the NIC does not have yet are unknown.
   diff_mode:
     support: full
