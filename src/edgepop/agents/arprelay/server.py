@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edgepop.agents.arprelay.core import RelayState
+from edgepop.agents.http import BoundedServer, QuietHandler
 
 
 class RelayServer:
@@ -26,11 +27,10 @@ class RelayServer:
         self.max_wait_s = max_wait_s
         relay = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                del format, args
+            # a long poll holds the answer up to max_wait_s: the socket may idle that long, not longer
+            timeout = QuietHandler.timeout + max_wait_s
 
             def do_GET(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
@@ -48,10 +48,13 @@ class RelayServer:
                 query = urllib.parse.parse_qs(url.query)
                 try:
                     epoch = query.get("epoch", [None])[0]
-                    version = int(query["version"][0]) if "version" in query else None
-                    wait = min(float(query.get("wait", ["0"])[0]), relay.max_wait_s)
+                    version = _decimal(query["version"][0]) if "version" in query else None
+                    wait = float(query.get("wait", ["0"])[0])
+                    if not math.isfinite(wait) or len(query.get("wait", ["0"])[0]) > 16:
+                        raise ValueError("wait")
+                    wait = min(wait, relay.max_wait_s)
                 except ValueError:
-                    self._json(400, {"error": "version and wait must be numbers"})
+                    self._json(400, {"error": "version must be a decimal integer and wait a number of seconds"})
                     return
                 m = relay.state.wait_newer(epoch, version, max(wait, 0.0))
                 if m is None:
@@ -69,16 +72,7 @@ class RelayServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        family_server = ThreadingHTTPServer
-        if ":" in listen:
-            import socket
-
-            class V6Server(ThreadingHTTPServer):
-                address_family = socket.AF_INET6
-
-            family_server = V6Server
-        self.httpd = family_server((listen, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = BoundedServer((listen, port), Handler)
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="arprelay-http", daemon=True)
 
@@ -86,7 +80,8 @@ class RelayServer:
         if self.token is None:
             return True
         given = header[7:] if header.startswith("Bearer ") else ""
-        return hmac.compare_digest(given.encode(), self.token.encode())
+        # headers arrive as latin-1 text; compare bytes so a non-ASCII header is just a wrong token
+        return hmac.compare_digest(given.encode("utf-8", "replace"), self.token.encode())
 
     def start(self) -> RelayServer:
         self._thread.start()
@@ -96,3 +91,10 @@ class RelayServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
+
+
+def _decimal(text: str) -> int:
+    """A version number: ASCII digits only, at most 18 of them (int() takes '١٢', '1_0' and 4300 digits)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ValueError(text)
+    return int(text)
