@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export RESULTS
 
-.PHONY: help setup doctor demo test lint unit golden golden-update lab vm molecule docs lock clean
+.PHONY: help setup doctor demo demo-step test lint unit golden golden-update lab vm molecule docs lock clean
 
 help:
 	@echo "make demo    bring up the lab PoP, run the new-PoP playbook, show the result"
@@ -33,7 +33,7 @@ demo: doctor
 test: setup
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 	@scripts/run-step.sh doctor $(BIN)/edgepop doctor --quiet
-	@$(MAKE) --no-print-directory lint unit golden lab vm molecule
+	@$(MAKE) --no-print-directory lint unit golden lab demo-step vm molecule
 	@echo; echo "=== summary"; $(BIN)/python scripts/test-summary.py $(RESULTS)
 
 lint:
@@ -63,6 +63,10 @@ golden-update:
 
 lab:
 	@scripts/run-pytest.sh lab tests/lab -m lab
+
+# The README's first command, end to end, as one step of the test run (~3 min).
+demo-step:
+	@scripts/run-step.sh demo scripts/demo.sh
 
 # Bonds and NIC queue interrupts on real kernels: two qemu guests (TCG, 3 vCPUs in all), the
 # servers playbook against one of them (docs/servers.md, "The VM proof"); then zero-touch
