@@ -1,7 +1,9 @@
 """`edgepop` command line: validate, render, schema docs, inventory edits, the lab, st-ping.
 
 Exit codes follow sysexits: 0 ok, 65 (EX_DATAERR) invalid inventory, 64 (EX_USAGE) bad arguments,
-70 (EX_SOFTWARE) an internal error, 74 (EX_IOERR) files that cannot be written.
+70 (EX_SOFTWARE) an internal error (one line; `edgepop --debug ...` shows the traceback),
+73 (EX_CANTCREAT) a render --out directory that holds files render did not write,
+74 (EX_IOERR) files that cannot be written.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,6 +21,7 @@ EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_SOFTWARE = 70
+EX_CANTCREAT = 73
 EX_IOERR = 74
 
 Handler = Callable[[argparse.Namespace], int]
@@ -42,7 +46,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from edgepop.render import render_pop, write_tree
+    from edgepop.render import RenderOutError, RenderPathError, render_pop, write_tree
     from edgepop.validate import validate_inventory
 
     started = time.perf_counter()
@@ -55,8 +59,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         changed, removed = write_tree(files, out)
+    except RenderPathError as exc:
+        print(f"{out}: {exc}; nothing written", file=sys.stderr)
+        return EX_DATAERR
+    except RenderOutError as exc:
+        print(f"{exc}; nothing written", file=sys.stderr)
+        return EX_CANTCREAT
     except OSError as exc:
-        print(f"cannot write {out}: {exc}", file=sys.stderr)
+        print(f"cannot write {out}: {exc}; {out} is as it was", file=sys.stderr)
         return EX_IOERR
     elapsed = time.perf_counter() - started
     print(
@@ -85,6 +95,9 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgepop", description="Light up a CDN PoP and keep it serving.")
     parser.add_argument("--version", action="version", version=f"edgepop {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="on an internal error, print the traceback instead of one line"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check an inventory; report every error at once")
@@ -130,13 +143,26 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Handler = args.func
+    """Run one command. A bug (an exception no command handled) is one line on stderr and exit 70
+    (EX_SOFTWARE); `edgepop --debug COMMAND ...` prints the traceback instead. Ctrl-C exits 130."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        func: Handler = args.func
         return func(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if "--debug" in args_list:
+            traceback.print_exc(file=sys.stderr)
+        else:
+            message = " ".join(str(exc).split())
+            print(
+                f"edgepop: internal error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return EX_SOFTWARE
 
 
 if __name__ == "__main__":

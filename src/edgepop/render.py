@@ -7,8 +7,10 @@ each device template includes one template per config section in a fixed order.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -91,32 +93,122 @@ def render_pop(model: PopModel) -> dict[str, str]:
     return out
 
 
-def write_tree(files: dict[str, str], out_dir: Path) -> tuple[list[str], list[str]]:
-    """Write files that changed (atomically) and remove files a previous render wrote but this one
-    does not. Returns (changed, removed) relative paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+class RenderOutError(Exception):
+    """The output directory cannot take this render: it holds files render did not write, or it is
+    not a directory. Nothing has been written."""
+
+
+class RenderPathError(RenderOutError):
+    """A rendered path (from the inventory: device names) would land outside the output directory."""
+
+
+def _checked_path(rel: str) -> PurePosixPath:
+    """A rendered file's path, refused unless it is relative and stays inside the output directory
+    (device names and manifest entries come from the inventory, so they are input, not trusted)."""
+    path = PurePosixPath(rel)
+    if not rel or "\\" in rel or "\0" in rel or path.is_absolute():
+        raise RenderPathError(f"refusing to write {rel!r}: not a relative path")
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        raise RenderPathError(f"refusing to write {rel!r}: it would leave the output directory")
+    if path.parts[0] == MANIFEST:
+        raise RenderPathError(f"refusing to write {rel!r}: the name of render's own manifest")
+    return path
+
+
+def _previous_render(out_dir: Path) -> set[str]:
+    """The files a previous render wrote into out_dir (its manifest); refuses a directory that holds
+    anything else, so that replacing it loses nothing render did not make."""
+    if out_dir.is_symlink():
+        raise RenderOutError(f"{out_dir} is a symlink: give the directory it points to")
+    if not out_dir.exists():
+        return set()
+    if not out_dir.is_dir():
+        raise RenderOutError(f"{out_dir} exists and is not a directory")
+    present: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(out_dir):  # symlinks are not followed: they are entries
+        here = Path(dirpath).relative_to(out_dir)
+        present.update((here / name).as_posix() for name in filenames)
+        present.update((here / name).as_posix() for name in dirnames if os.path.islink(os.path.join(dirpath, name)))
     manifest = out_dir / MANIFEST
-    previous = set(manifest.read_text().split()) if manifest.is_file() else set()
-    changed: list[str] = []
-    for rel, text in sorted(files.items()):
-        target = out_dir / rel
-        data = text.encode()
-        if target.is_file() and hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        changed.append(rel)
+    if not present:
+        return set()
+    if not manifest.is_file() or manifest.is_symlink():
+        raise RenderOutError(
+            f"{out_dir} is not empty and holds no {MANIFEST}: not a previous render's output, refusing to replace it"
+        )
+    listed = set(manifest.read_text(encoding="utf-8").split())
+    foreign = sorted(present - listed - {MANIFEST})
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise RenderOutError(f"{out_dir} holds files render did not write ({shown}): move them away first")
+    return listed
+
+
+def write_tree(files: dict[str, str], out_dir: Path) -> tuple[list[str], list[str]]:
+    """Replace out_dir with exactly `files` (plus the manifest), all or nothing.
+
+    out_dir belongs to render: it must be missing, empty, or a previous render's output (every file
+    in it listed in its manifest). Every path is checked before anything is written. The new tree is
+    built in a sibling temporary directory (same filesystem); unchanged files are hard links to the
+    old ones, so they keep their modification time. Then the old directory is renamed aside, the new
+    one renamed into place, and only then is the old one removed: a failure before the swap leaves
+    out_dir exactly as it was. Returns (changed, removed) relative paths."""
+    checked = {rel: _checked_path(rel) for rel in files}
+    previous = _previous_render(out_dir)
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.render-", dir=parent))
+    try:
+        mode = out_dir.stat().st_mode & 0o7777 if out_dir.is_dir() else _default_dir_mode()
+        changed: list[str] = []
+        for rel in sorted(files):
+            target = build.joinpath(*checked[rel].parts)
+            old = out_dir.joinpath(*checked[rel].parts)
+            data = files[rel].encode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if rel in previous and _same_content(old, data):
+                try:
+                    os.link(old, target)
+                    continue
+                except OSError:
+                    pass  # a filesystem without hard links: write the same bytes
+            else:
+                changed.append(rel)
+            target.write_bytes(data)
+        (build / MANIFEST).write_text("\n".join(sorted(files)) + "\n", encoding="utf-8")
+        os.chmod(build, mode)
+        _swap_into_place(build, out_dir)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
     removed = sorted(previous - set(files))
-    for rel in removed:
-        stale = out_dir / rel
-        if stale.is_file():
-            stale.unlink()
-        parent = stale.parent
-        if parent != out_dir and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-    new_manifest = "\n".join(sorted(files)) + "\n"
-    if not manifest.is_file() or manifest.read_text() != new_manifest:
-        manifest.write_text(new_manifest)
     return changed, removed
+
+
+def _same_content(path: Path, data: bytes) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _default_dir_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+def _swap_into_place(build: Path, out_dir: Path) -> None:
+    """Rename `build` to out_dir, keeping the old out_dir until the new one is in place."""
+    if not out_dir.exists():
+        os.rename(build, out_dir)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    os.rmdir(aside)  # only the unique name is needed: rename() does not replace a directory that has files
+    os.rename(out_dir, aside)
+    try:
+        os.rename(build, out_dir)
+    except BaseException:
+        os.rename(aside, out_dir)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

@@ -12,13 +12,16 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+from edgepop.model import safe_yaml
 
 Snapshot = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
@@ -55,18 +58,23 @@ def parse_model(model: type[M], data: object, path: str) -> M:
 
 
 def load_yaml(path: str | Path) -> object:
-    """The file's YAML; a missing file or bad YAML is a ConfigError naming the file (and the line)."""
+    """The file's YAML, read once within edgepop.model.safe_yaml's bounds (size, depth, aliases,
+    unique scalar keys, UTF-8; a FIFO does not block); any problem is a ConfigError naming the file
+    (and the line)."""
     name = str(path)
     try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(name, [f"{name}: cannot read: {exc.strerror}"]) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ConfigError(name, [f"{name}: {where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+        return safe_yaml.load_file(path)
+    except safe_yaml.UnreadableFile as exc:
+        where = f"line {exc.line}: " if exc.line is not None and "line" not in exc.message else ""
+        raise ConfigError(name, [f"{name}: {where}{exc.message}"]) from None
+    except safe_yaml.YamlProblem as exc:
+        where = f"line {exc.line}: " if exc.line is not None else ""
+        message = exc.message.removeprefix("YAML syntax error")
+        if message != exc.message:  # "line 3, column 4: not valid YAML: ..." as before
+            column, _, what = message.partition(": ")
+            where = f"line {exc.line}{column}: " if exc.line is not None else ""
+            message = f"not valid YAML: {what}"
+        raise ConfigError(name, [f"{name}: {where}{message}"]) from None
 
 
 def dump_yaml(data: object) -> str:
@@ -90,7 +98,32 @@ def agent_parser(prog: str, description: str, default_config: str, print_help: s
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     mode.add_argument("--print-config", action="store_true", help=print_help)
+    add_debug_flag(p)
     return p
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--debug", action="store_true", help="on an internal error, print the traceback instead of one line"
+    )
+
+
+def last_resort(prog: str, argv: Sequence[str] | None, body: Callable[[], int]) -> int:
+    """Run a command line's body; a bug (any exception nobody handled) becomes one line on stderr and
+    EX_SOFTWARE (70), or the whole traceback with `--debug`. Ctrl-C and sys.exit pass through."""
+    try:
+        return body()
+    except Exception as exc:
+        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        else:
+            message = " ".join(str(exc).split())
+            print(
+                f"{prog}: internal error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return os.EX_SOFTWARE
 
 
 def agent_main(
@@ -102,21 +135,26 @@ def agent_main(
     run: Callable[[str, M], int],
 ) -> int:
     """Parse, load the configuration (errors on stderr: EX_NOINPUT for a missing file, EX_CONFIG for a
-    bad one), then check it (`path: OK (summary)`), print it, or `run(path, config)`."""
-    args = parser.parse_args(argv)
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        return os.EX_NOINPUT if not os.path.exists(args.config) else os.EX_CONFIG
-    if args.check_config:
-        print(f"{args.config}: OK ({summary(config)})")
-        return os.EX_OK
-    if args.print_config:
-        sys.stdout.write(dump(config))
-        return os.EX_OK
-    return run(args.config, config)
+    bad one), then check it (`path: OK (summary)`), print it, or `run(path, config)`. A bug anywhere
+    in that is one line and EX_SOFTWARE (see last_resort)."""
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        try:
+            config = load(args.config)
+        except ConfigError as exc:
+            for line in exc.errors:
+                print(line, file=sys.stderr)
+            return os.EX_NOINPUT if not os.path.exists(args.config) else os.EX_CONFIG
+        if args.check_config:
+            print(f"{args.config}: OK ({summary(config)})")
+            return os.EX_OK
+        if args.print_config:
+            sys.stdout.write(dump(config))
+            return os.EX_OK
+        return run(args.config, config)
+
+    return last_resort(parser.prog, argv, body)
 
 
 # --- status endpoint ------------------------------------------------------------------------------

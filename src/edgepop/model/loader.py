@@ -9,35 +9,33 @@ the most specific group over `all`; a variable is replaced whole, never merged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from edgepop.model import locate
+from edgepop.model.safe_yaml import BoundedLoader, YamlProblem, load_text, load_text_and_node, read_text
 from edgepop.model.secrets import VaultText
 
-try:
-    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _BaseLoader = yaml.SafeLoader
+__all__ = [
+    "VAULT_HEADER",
+    "YAML_SUFFIXES",
+    "RawInventory",
+    "Sourced",
+    "YamlProblem",
+    "load_inventory",
+    "load_yaml_text",
+]
 
 YAML_SUFFIXES = (".yml", ".yaml")
 VAULT_HEADER = "$ANSIBLE_VAULT;"
 
 
-class YamlProblem(Exception):
-    """A file that is not valid YAML, or has a duplicate key; carries the line for the message."""
-
-    def __init__(self, message: str, line: int | None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-
-
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
-    """Safe loader that knows Ansible's tags and refuses duplicate keys (YAML keeps the last one)."""
+class _Loader(BoundedLoader):
+    """The bounded safe loader (scalar, unique keys; no bombs) plus Ansible's two tags."""
 
 
 def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> VaultText:
@@ -52,43 +50,13 @@ def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     return loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise YamlProblem(
-                f"duplicate key {key!r} (first at line {seen[key]}); YAML would silently keep only the last",
-                key_node.start_mark.line + 1,
-            )
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node, deep=True)
-
-
 _Loader.add_constructor("!vault", _construct_vault)
 _Loader.add_constructor("!unsafe", _construct_unsafe)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def load_yaml_text(text: str) -> Any:
     """Parse one YAML document; raise YamlProblem with a line number on any error."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except YamlProblem:
-        raise
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        col = f", column {mark.column + 1}" if mark is not None else ""
-        what = exc.problem or exc.context or "syntax error"
-        start = exc.context_mark
-        if exc.problem and exc.context and start is not None and start.line + 1 != line:
-            # the problem is often found far from its cause (an unclosed bracket): name both ends
-            what += f" ({exc.context} that starts at line {start.line + 1})"
-        raise YamlProblem(f"YAML syntax error{col}: {what}", line) from None
-    except yaml.YAMLError as exc:
-        raise YamlProblem(f"YAML error: {exc}", None) from None
+    return load_text(text, _Loader)
 
 
 @dataclass
@@ -170,27 +138,76 @@ class RawInventory:
         return merged
 
 
-def _var_files(base: Path, name: str) -> Iterator[Path]:
+def _present(path: Path) -> bool:
+    """The name exists, whatever it is: a FIFO, a dangling link or a link loop is read (and refused
+    with a reason) rather than skipped as if it were not there."""
+    return os.path.lexists(path) and not path.is_dir()
+
+
+def _yaml_files_under(inv: RawInventory, directory: Path) -> list[Path]:
+    """Every YAML-named entry below `directory`, following symlinked directories once each: a link
+    back to an ancestor is reported, not walked forever."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [directory]
+    while pending:
+        current = pending.pop()
+        try:
+            info = current.stat()
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            inv.errors.append(LoadError(current, None, "", f"cannot read directory: {exc.strerror or exc}"))
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            inv.errors.append(
+                LoadError(current, None, "", "directory loop: a symlink leads back to a directory already read")
+            )
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                pending.append(path)
+            elif path.suffix in YAML_SUFFIXES:
+                found.append(path)
+    return sorted(found)
+
+
+def _var_files(inv: RawInventory, base: Path, name: str) -> list[Path]:
     """group_vars/<name>.yml, or every YAML file under group_vars/<name>/, in sorted order."""
-    for suffix in ("", *YAML_SUFFIXES):
-        candidate = base / f"{name}{suffix}"
-        if candidate.is_file():
-            yield candidate
+    out = [base / f"{name}{suffix}" for suffix in ("", *YAML_SUFFIXES) if _present(base / f"{name}{suffix}")]
     directory = base / name
     if directory.is_dir():
-        yield from sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES)
+        out += _yaml_files_under(inv, directory)
+    return out
+
+
+def _read_yaml(inv: RawInventory, path: Path, vars_file: bool = True) -> tuple[bool, Any]:
+    """(True, data) for a file read and parsed (once: its node tree is kept for error lines), or
+    (False, None) with the reason in inv.errors. A whole-file vault (vars files only: hosts.yml
+    cannot be one) is (False, None) too, listed in inv.encrypted_files."""
+    try:
+        text = read_text(path)
+        if vars_file and text.lstrip().startswith(VAULT_HEADER):
+            inv.encrypted_files.append(path)
+            return False, None
+        data, node = load_text_and_node(text, _Loader)
+    except YamlProblem as exc:
+        inv.errors.append(LoadError(path, exc.line, "", exc.message))
+        return False, None
+    locate.remember(path, node)
+    return True, data
 
 
 def _read_vars_file(inv: RawInventory, path: Path) -> dict[str, Any] | None:
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith(VAULT_HEADER):
-        inv.encrypted_files.append(path)
-        return None
-    try:
-        data = load_yaml_text(text)
-    except YamlProblem as exc:
-        inv.errors.append(LoadError(path, exc.line, "", exc.message))
-        inv.unreadable_files.append(path)
+    ok, data = _read_yaml(inv, path)
+    if not ok:
+        if path not in inv.encrypted_files:
+            inv.unreadable_files.append(path)
         return None
     if data is None:
         return {}
@@ -203,7 +220,7 @@ def _read_vars_file(inv: RawInventory, path: Path) -> dict[str, Any] | None:
 
 def _collect_vars(inv: RawInventory, base: Path, name: str) -> dict[str, Sourced]:
     out: dict[str, Sourced] = {}
-    for path in _var_files(base, name):
+    for path in _var_files(inv, base, name):
         data = _read_vars_file(inv, path)
         if not data:
             continue
@@ -271,20 +288,16 @@ def load_inventory(root: Path) -> RawInventory:
     if not root.is_dir():
         inv.errors.append(LoadError(root, None, "", "inventory directory does not exist"))
         return inv
-    hosts_file = next((root / f"hosts{s}" for s in YAML_SUFFIXES if (root / f"hosts{s}").is_file()), None)
+    hosts_file = next((root / f"hosts{s}" for s in YAML_SUFFIXES if _present(root / f"hosts{s}")), None)
     data: Any = None
     if hosts_file is None:
         inv.errors.append(LoadError(root / "hosts.yml", None, "", "missing hosts.yml (the Ansible host list)"))
     else:
         inv.hosts_file = hosts_file
-        try:
-            data = load_yaml_text(hosts_file.read_text(encoding="utf-8"))
-        except YamlProblem as exc:
-            inv.errors.append(LoadError(hosts_file, exc.line, "", exc.message))
-        else:
-            if not isinstance(data, dict) or set(data) != {"all"}:
-                inv.errors.append(LoadError(hosts_file, 1, "", "expected a single top-level group 'all'"))
-                data = None
+        ok, data = _read_yaml(inv, hosts_file, vars_file=False)
+        if ok and (not isinstance(data, dict) or set(data) != {"all"}):
+            inv.errors.append(LoadError(hosts_file, 1, "", "expected a single top-level group 'all'"))
+            data = None
     gv_base = root / "group_vars"
     if hosts_file is None or data is None:
         # without the host list only the PoP-wide variables can still be read and checked

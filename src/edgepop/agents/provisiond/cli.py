@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from edgepop.agents.common import add_debug_flag, last_resort
 from edgepop.agents.provisiond import pending
 from edgepop.agents.provisiond.callhome import RateLimiter
 from edgepop.agents.provisiond.config import ConfigError, Plan, RateLimit, load_plan
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
         help="verify a release copied onto this box and make it the served one (a running provisiond "
         "picks it up on SIGHUP); refuses a release that does not verify",
     )
+    add_debug_flag(p)
     return p
 
 
@@ -79,6 +81,10 @@ def _load_image(ctx: Context) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return last_resort("provisiond", argv, lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     try:
         plan = load_plan(args.plan)

@@ -7,7 +7,6 @@ Unknown keys are errors, and every error names the file and the key. The call-ho
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from edgepop.agents.common import ConfigError as ConfigError  # the agents' one error type, re-exported
 from edgepop.agents.common import location
+from edgepop.model.safe_yaml import UnreadableFile, YamlProblem, load_json_file
 from edgepop.model.schema import MAC_RE
 
 
@@ -97,11 +97,12 @@ class RateLimit(_Settings):
 def load_plan(path: str | Path) -> Plan:
     name = str(path)
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(name, [f"{name}: {exc.strerror}"]) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(name, [f"{name}: line {exc.lineno}: not JSON: {exc.msg}"]) from None
+        raw = load_json_file(path)  # bounded: size, depth, UTF-8, duplicate keys, giant numbers; no FIFO wait
+    except UnreadableFile as exc:
+        raise ConfigError(name, [f"{name}: {exc.message}"]) from None
+    except YamlProblem as exc:
+        where = f"line {exc.line}: " if exc.line is not None else ""
+        raise ConfigError(name, [f"{name}: {where}{exc.message}"]) from None
     token = raw.get("callhome_token") if isinstance(raw, dict) else None
     if isinstance(token, str) and token.startswith("<vault:"):
         raise ConfigError(name, [f"{name}: callhome_token: still a {token} placeholder"])
