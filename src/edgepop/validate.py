@@ -38,6 +38,7 @@ from edgepop.model.schema import (
     Router,
     Server,
     Switch,
+    is_host_name,
     natural_key,
 )
 from edgepop.model.secrets import VaultText, vault_reference
@@ -333,7 +334,7 @@ def _check_structure(col: _Collector, inv: RawInventory) -> dict[str, str]:
     hosts_file = inv.hosts_file or inv.root / "hosts.yml"
     for name, raw in sorted(inv.hosts.items(), key=lambda kv: natural_key(kv[0])):
         first: tuple[str, ...] = raw.entries[0] if raw.entries else ()
-        if not re.match(NAME_RE, name):
+        if not re.fullmatch(NAME_RE, name):
             col.add(hosts_file, first, f"hostname {name!r} must be lower-case letters, digits and '-'")
         found: list[str] = []
         for group in raw.groups:
@@ -456,6 +457,28 @@ def _in_any(addr: str, nets: list[str]) -> bool:
     return any(ip in _net(n) for n in nets if _net(n).version == ip.version)
 
 
+def _edge_problem(addr: str, net_text: str | None, label: str) -> str | None:
+    """Why `addr` cannot be a host address in the IPv4 network `net_text`: it is the network's own
+    address or its broadcast (a device refuses either on an interface). A /31 or /32 has neither."""
+    if net_text is None:
+        return None
+    ip, net = ipaddress.ip_address(addr), _net(net_text)
+    if ip.version != 4 or net.version != 4 or net.prefixlen >= 31 or ip not in net:
+        return None
+    if ip == net.network_address:
+        return f"{ip} is the network address of {label} {net}, not a host address"
+    if ip == net.broadcast_address:
+        return f"{ip} is the broadcast address of {label} {net}, not a host address"
+    return None
+
+
+def _check_edge(
+    c: _Ctx, owner: str, keys: tuple[str | int, ...], addr: str | None, net: str | None, label: str
+) -> None:
+    if addr is not None and (problem := _edge_problem(addr, net, label)):
+        c.err(owner, keys, problem)
+
+
 def _check_ranges(c: _Ctx) -> None:
     r = c.pop.ranges
     named = [
@@ -491,6 +514,7 @@ def _check_ranges(c: _Ctx) -> None:
                 ("pop", "pdus", i, "address"),
                 f"{pdu.address} is outside management_v4 {r.management_v4}",
             )
+        _check_edge(c, "pop", ("pop", "pdus", i, "address"), pdu.address, r.management_v4, "management_v4")
 
 
 def _check_unique_addresses(c: _Ctx) -> None:
@@ -543,6 +567,9 @@ def _check_unique_addresses(c: _Ctx) -> None:
             mine = getattr(link, f"address_{fam}") if link else None
             if addr is not None and mine is not None and ipaddress.ip_interface(mine).ip == ipaddress.ip_address(addr):
                 continue  # the router's own address on that link: _check_providers says so
+            own = getattr(prov, f"switch_address_{fam}")
+            if addr is not None and own is not None and ipaddress.ip_interface(own).ip == ipaddress.ip_address(addr):
+                continue  # the switch's own address on that link: _check_arprelay says so
             claim(addr, "providers", ("providers", i, f"address_{fam}"))
         for fam in ("v4", "v6"):
             claim(getattr(prov, f"switch_address_{fam}"), "providers", ("providers", i, f"switch_address_{fam}"))
@@ -593,6 +620,8 @@ def _check_routers(c: _Ctx) -> None:
             c.err(name, ("router", "loopback_v4"), f"{rt.loopback_v4} is outside loopback_v4 {r.loopback_v4}")
         if not _in_any(rt.loopback_v6, [r.loopback_v6]):
             c.err(name, ("router", "loopback_v6"), f"{rt.loopback_v6} is outside loopback_v6 {r.loopback_v6}")
+        _check_edge(c, name, ("router", "mgmt_address"), rt.mgmt_address, r.management_v4, "management_v4")
+        _check_edge(c, name, ("router", "loopback_v4"), rt.loopback_v4, r.loopback_v4, "loopback_v4")
         names = [i.name for i in rt.interfaces]
         lans = []
         for i, itf in enumerate(rt.interfaces):
@@ -618,10 +647,21 @@ def _check_routers(c: _Ctx) -> None:
 
 
 def _check_providers(c: _Ctx) -> None:
+    own_asns = (
+        ("asn", getattr(c.pop, "asn", None), "the PoP's own AS: a router refuses an eBGP neighbour in its own AS"),
+        (
+            "server_asn",
+            getattr(c.pop, "server_asn", None),
+            "the servers' AS: the provider's routes and the servers' would be dropped as AS-path loops",
+        ),
+    )
     for i, prov in enumerate(c.providers):
         if prov is None:
             continue
         base: tuple[str | int, ...] = ("providers", i)
+        for key, asn, why in own_asns:
+            if prov.asn == asn:
+                c.err("providers", (*base, "asn"), f"AS {asn} is pop.{key}, {why}")
         if prov.router is None:
             continue  # on the relay switch: _check_arprelay
         rt = c.routers.get(prov.router)
@@ -663,6 +703,8 @@ def _check_providers(c: _Ctx) -> None:
                 )
             elif ip == local.ip:
                 c.err("providers", keys, f"{addr} is the router's own address on {prov.port}")
+            else:
+                _check_edge(c, "providers", keys, addr, str(local.network), f"the link {prov.router}:{prov.port}")
 
 
 def _check_arprelay(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
@@ -735,8 +777,13 @@ def _check_arprelay(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
             if addr is None or mine is None:
                 continue
             local = ipaddress.ip_interface(mine)
+            keys = (*base, f"address_{fam}")
             if ipaddress.ip_address(addr) not in local.network:
-                c.err("providers", (*base, f"address_{fam}"), f"{addr} is not on the switch's link {local.network}")
+                c.err("providers", keys, f"{addr} is not on the switch's link {local.network}")
+            elif ipaddress.ip_address(addr) == local.ip:
+                c.err("providers", keys, f"{addr} is the switch's own address on the link (switch_address_{fam})")
+            else:
+                _check_edge(c, "providers", keys, addr, str(local.network), "the switch's link")
 
 
 def _check_switches(c: _Ctx) -> dict[tuple[str, str], str]:
@@ -754,11 +801,16 @@ def _check_switches(c: _Ctx) -> dict[tuple[str, str], str]:
                 ("switch", "loopback_v4"),
                 f"{sw.loopback_v4} is outside loopback_v4 {c.pop.ranges.loopback_v4}",
             )
+        r = c.pop.ranges
+        _check_edge(c, name, ("switch", "mgmt_address"), sw.mgmt_address, r.management_v4, "management_v4")
+        _check_edge(c, name, ("switch", "loopback_v4"), sw.loopback_v4, r.loopback_v4, "loopback_v4")
         names = [p.name for p in sw.ports]
         for i, port in enumerate(sw.ports):
             if port.name in names[:i]:
                 c.err(name, ("switch", "ports", i, "name"), f"duplicate port {port.name!r}")
-        if sw.mlag_peer is not None:
+        if sw.mlag_peer == name:
+            c.err(name, ("switch", "mlag_peer"), f"{name!r} names itself: mlag_peer is the other switch of the pair")
+        elif sw.mlag_peer is not None:
             peer = c.switches.get(sw.mlag_peer)
             if peer is None and sw.mlag_peer not in c.failed:
                 known = ", ".join(s for s in c.switches if s != name) or "none"
@@ -776,7 +828,9 @@ def _check_switches(c: _Ctx) -> dict[tuple[str, str], str]:
             rt = c.routers.get(up.router)
             if rt is None and up.router in c.failed:
                 continue
-            if rt is None:
+            if up.router == name:
+                c.err(name, (*keys, "router"), f"{name!r} names itself: an uplink goes to a router")
+            elif rt is None:
                 known = ", ".join(c.routers) or "none"
                 c.err(name, (*keys, "router"), f"unknown router {up.router!r} (routers: {known})")
             elif up.router_port not in [x.name for x in rt.interfaces]:
@@ -984,6 +1038,8 @@ def _check_servers(c: _Ctx, used: dict[tuple[str, str], str]) -> set[str]:
                 ("server", "ipmi", "address"),
                 f"{srv.ipmi.address} is outside management_v4 {r.management_v4}",
             )
+        if srv.ipmi:
+            _check_edge(c, name, ("server", "ipmi", "address"), srv.ipmi.address, r.management_v4, "management_v4")
         if srv.pdu:
             pdu = pdus.get(srv.pdu.pdu)
             if pdu is None and c.known("pdus", srv.pdu.pdu, pdus):
@@ -1018,6 +1074,9 @@ def _check_switch_port_peers(c: _Ctx, used: dict[tuple[str, str], str], miscable
                 continue
             host, nic_name = port.peer.split(":", 1)
             keys: tuple[str | int, ...] = ("switch", "ports", i, "peer")
+            if host == name:
+                c.err(name, keys, f"{port.peer} names {name} itself: a port's peer is the server NIC cabled to it")
+                continue
             srv = c.servers.get(host)
             if srv is None and host in c.failed:
                 continue
@@ -1086,7 +1145,7 @@ def _check_mlag(c: _Ctx, used: dict[tuple[str, str], str]) -> None:
                     (*base, "address"),
                     f"{net} overlaps {key} ({rng}): the peer VLAN is private to the pair",
                 )
-        peer = c.switches.get(sw.mlag_peer) if sw.mlag_peer is not None else None
+        peer = c.switches.get(sw.mlag_peer) if sw.mlag_peer not in (None, name) else None
         if peer is None or peer.mlag is None or peer.mlag_peer != name or peer.platform != "eos":
             continue  # reported on mlag_peer or on the other switch
         if natural_key(name) < natural_key(sw.mlag_peer or ""):
@@ -1109,6 +1168,8 @@ def _check_controls(c: _Ctx) -> None:
     for name, ctl in c.controls.items():
         if not _in_any(ctl.mgmt_address, [c.pop.ranges.management_v4]):
             c.err(name, ("control", "mgmt_address"), f"{ctl.mgmt_address} is outside management_v4")
+        r = c.pop.ranges
+        _check_edge(c, name, ("control", "mgmt_address"), ctl.mgmt_address, r.management_v4, "management_v4")
         if ctl.lan_address_v4 and ipaddress.ip_interface(ctl.lan_address_v4).network != _net(c.pop.ranges.lan_v4):
             c.err(
                 name,
@@ -1165,6 +1226,7 @@ def _check_provisioning(c: _Ctx) -> None:
     for key, value in (("start", pool.start), ("end", pool.end)):
         if ipaddress.ip_address(value) not in boot[1]:
             c.err("pop", (*keys, "dhcp_pool", key), f"{value} is outside {boot[0]} {boot[1]}, where servers boot")
+        _check_edge(c, "pop", (*keys, "dhcp_pool", key), value, str(boot[1]), boot[0])
     low, high = ipaddress.IPv4Address(pool.start), ipaddress.IPv4Address(pool.end)
     taken = [(name, a) for name, ctl in c.controls.items() for a in (ctl.mgmt_address, ctl.lan_address_v4) if a]
     for name, srv in c.servers.items():
@@ -1190,18 +1252,132 @@ def _secret_refs(value: Any, keys: tuple[str | int, ...]) -> Iterable[tuple[tupl
 
 
 def _check_vault_refs(col: _Collector, inv: RawInventory, checked: list[tuple[str, Sourced]]) -> None:
+    """Every `{{ vault_x }}` must name a variable that exists, and that every host using the
+    reference can see: Ansible resolves it in the host's own variables, so a vault variable in
+    another host's host_vars is undefined there, and the play fails on that host only."""
     if inv.encrypted_files or inv.unreadable_files or not inv.hosts_read:
         # names inside whole-file vaults cannot be seen without the password, and a vars file that
         # did not parse may define any name
         return
-    defined = {k for gv in inv.group_vars.values() for k in gv}
+    where: dict[str, list[str]] = {}
+    for gv in inv.group_vars.values():
+        for k, s in gv.items():
+            where.setdefault(k, []).append(col.rel(s.source))
     for raw in inv.hosts.values():
-        defined.update(raw.host_vars)
-        defined.update(raw.inline_vars)
+        for k, s in [*raw.inline_vars.items(), *raw.host_vars.items()]:
+            where.setdefault(k, []).append(col.rel(s.source))
+    effective = {host: inv.effective_vars(host) for host in sorted(inv.hosts, key=natural_key)}
     for name, sourced in checked:
+        users = [h for h, ev in effective.items() if ev.get(name) is sourced]
         for keys, ref in _secret_refs(sourced.value, (*sourced.keys, name)):
-            if ref not in defined:
+            if ref not in where:
                 col.add(sourced.source, keys, f"refers to {ref!r}, which no group_vars or host_vars file defines")
+                continue
+            blind = [h for h in users if ref not in effective[h]]
+            if blind:
+                shown = ", ".join(blind[:5]) + (f" and {len(blind) - 5} more" if len(blind) > 5 else "")
+                files = sorted(set(where[ref]))
+                col.add(
+                    sourced.source,
+                    keys,
+                    f"refers to {ref!r}, which {shown} cannot see: only {', '.join(files)} "
+                    f"define{'s' if len(files) == 1 else ''} it "
+                    "(define it in group_vars of a group they are in)",
+                )
+
+
+def _own_addresses(kind: str, device: Any) -> dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str]:
+    """The addresses a device answers on itself, each with its key path (for the messages)."""
+    found: list[tuple[str | None, str]] = []
+    if kind in ("router", "switch", "control"):
+        found.append((device.mgmt_address, "mgmt_address"))
+    if kind == "router":
+        found += [(device.loopback_v4, "loopback_v4"), (device.loopback_v6, "loopback_v6")]
+        for i, itf in enumerate(device.interfaces):
+            found += [(itf.address_v4, f"interfaces[{i}].address_v4"), (itf.address_v6, f"interfaces[{i}].address_v6")]
+    elif kind == "switch":
+        found += [(device.loopback_v4, "loopback_v4")]
+        found += [(device.lan_address_v4, "lan_address_v4"), (device.lan_address_v6, "lan_address_v6")]
+        found += [(device.mlag.address if device.mlag else None, "mlag.address")]
+    elif kind == "control":
+        found.append((device.lan_address_v4, "lan_address_v4"))
+    elif kind == "server":
+        for attr in ("nics", "bonds"):
+            for i, item in enumerate(getattr(device, attr)):
+                found += [(item.address_v4, f"{attr}[{i}].address_v4"), (item.address_v6, f"{attr}[{i}].address_v6")]
+    return {ipaddress.ip_interface(a).ip: f"{kind}.{key}" for a, key in found if a is not None}
+
+
+def _check_ansible_hosts(
+    col: _Collector, sources: dict[str, Sourced], devices: dict[str, dict[str, Any]], management: str | None
+) -> None:
+    """`ansible_host` is where Ansible logs in to push a device's config. An address that is not
+    the device's own (a typo, its BMC, another host's) pushes one device's config onto another.
+    A server whose management NIC has no address in the inventory gets it at boot: any free host
+    address of management_v4 may be it (`management`: that range, None when it is unknown)."""
+    own: dict[str, dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str]] = {}
+    elsewhere: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str] = {}
+    for kind, kind_devices in devices.items():
+        for host, device in kind_devices.items():
+            if device is None:
+                continue
+            own[host] = _own_addresses(kind, device)
+            for ip, key in own[host].items():
+                elsewhere.setdefault(ip, f"{host}'s {key}")
+            if kind == "server" and device.ipmi is not None:
+                elsewhere[ipaddress.ip_address(device.ipmi.address)] = f"{host}'s BMC (server.ipmi.address)"
+    seen: dict[str, str] = {}
+    for host in sorted(sources, key=natural_key):
+        ah = sources[host]
+        keys = (*ah.keys, "ansible_host")
+        value = ah.value
+        if not isinstance(value, str) or not value:
+            got = "an empty string" if value == "" else _describe_input(value)
+            col.add(ah.source, keys, f"expected the IP address or host name Ansible connects to, got {got}")
+            continue
+        try:
+            ip = ipaddress.ip_address(value)
+        except ValueError:
+            if not is_host_name(value):
+                col.add(ah.source, keys, f"{value!r} is neither an IP address nor a host name")
+                continue
+        else:
+            mine = own.get(host)
+            if mine is not None and ip not in mine:
+                problem = _foreign_address(host, ip, mine, elsewhere, devices["server"].get(host), management)
+                if problem:
+                    col.add(ah.source, keys, problem)
+                    continue
+        if value in seen:
+            col.add(ah.source, keys, f"duplicate ansible_host {value}: already used by {seen[value]}")
+        seen[value] = host
+
+
+def _foreign_address(
+    host: str,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    mine: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str],
+    elsewhere: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str],
+    server: Server | None,
+    management: str | None,
+) -> str | None:
+    """Why `ip`, which is none of the host's own addresses, cannot be its ansible_host (or None)."""
+    if ip in elsewhere:
+        return f"{ip} is not an address of {host}: it is {elsewhere[ip]}"
+    dynamic = server is not None and any(n.group == "management" and n.address_v4 is None for n in server.nics)
+    if dynamic:
+        if management is None:
+            return None  # the range is unknown (pop is invalid): nothing to check against
+        edge = _edge_problem(str(ip), management, "management_v4")
+        if edge:
+            return edge
+        if ip.version == 4 and ip in _net(management):
+            return None  # the address its management NIC gets at boot
+        return (
+            f"{ip} is not an address of {host}: its management NIC gets its address at boot, "
+            f"so expected one in management_v4 {management}"
+        )
+    return f"{ip} is not an address of {host} (its addresses: {', '.join(str(a) for a in mine) or 'none'})"
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -1246,8 +1422,8 @@ def validate_inventory(root: Path) -> Report:
 
     devices: dict[str, dict[str, Any]] = {k: {} for k in KIND_MODELS}
     ansible_hosts: dict[str, str] = {}
+    ah_sources: dict[str, Sourced] = {}
     extra: dict[str, dict[str, Any]] = {}
-    seen_hosts: dict[str, str] = {}
     for host in sorted(kinds, key=natural_key):
         kind = kinds[host]
         effective = inv.effective_vars(host)
@@ -1255,13 +1431,7 @@ def validate_inventory(root: Path) -> Report:
         ah = effective.get("ansible_host")
         if ah is not None:
             ansible_hosts[host] = str(ah.value)
-            if str(ah.value) in seen_hosts:
-                col.add(
-                    ah.source,
-                    (*ah.keys, "ansible_host"),
-                    f"duplicate ansible_host {ah.value}: already used by {seen_hosts[str(ah.value)]}",
-                )
-            seen_hosts[str(ah.value)] = host
+            ah_sources[host] = ah
         sourced = effective.get(kind)
         if sourced is None and (host in unreadable or host in misspelt):
             continue  # its host_vars did not parse, or its kind variable is misspelt: already reported
@@ -1282,6 +1452,7 @@ def validate_inventory(root: Path) -> Report:
     failed_names["pdus"] = set()
     if pop is None and "pop" in sources:
         pop, failed_names["pdus"] = _stand_in_pop(sources["pop"].value)
+    _check_ansible_hosts(col, ah_sources, devices, pop.ranges.management_v4 if pop is not None else None)
     if pop is not None and inv.hosts_read:
         valid = {h: d for kind_devices in devices.values() for h, d in kind_devices.items() if d is not None}
         ctx = _Ctx(
@@ -1380,7 +1551,7 @@ def _stand_in_pop(raw: Any) -> tuple[Pop | None, set[str]]:
     if not (type(low) is int and type(high) is int and 0 <= low <= high <= 65535):
         low, high = 0, 2**63  # unknown bounds: check no weight against them
     parts: dict[str, Any] = {
-        "name": name if isinstance(name, str) and re.match(NAME_RE, name) else "",
+        "name": name if isinstance(name, str) and re.fullmatch(NAME_RE, name) else "",
         "ranges": ranges,
         "nearest_pops": nearest,
         "pdus": pdus,

@@ -13,8 +13,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from edgepop.model.secrets import Secret
 
@@ -64,6 +65,9 @@ def _interface(value: str, version: int | None = None) -> str:
         raise ValueError(f"expected address/prefix-length, e.g. 198.51.100.1/26, got {value} (no prefix length)")
     if iface.ip == iface.network.network_address and iface.network.prefixlen < iface.max_prefixlen - 1:
         raise ValueError(f"{value} is the network address of {iface.network}, not a host address")
+    # IPv6 has no broadcast; an IPv4 /31 or /32 has no broadcast address either (RFC 3021)
+    if iface.version == 4 and iface.ip == iface.network.broadcast_address and iface.network.prefixlen < 31:
+        raise ValueError(f"{value} is the broadcast address of {iface.network}, not a host address")
     return str(iface)
 
 
@@ -104,6 +108,85 @@ def _host_route(value: str) -> str:
 
 HostRoute = Annotated[str, AfterValidator(_host_route), Field(description="host route: /32 or /128")]
 
+_HOST_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def is_host_name(text: str) -> bool:
+    """Whether `text` is a DNS host name (RFC 1123 labels, a top label that is not all digits), as a
+    resolver would accept it; 203.0.113.300 is a mistyped address, not a name."""
+    labels = text.removesuffix(".").split(".")
+    return (
+        0 < len(text) <= 253 and all(_HOST_LABEL_RE.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+    )
+
+
+def _http_url(value: str) -> str:
+    """An http(s) URL a box can actually open: a host name or address, a port 1-65535.
+
+    The pattern on the field only pins the scheme; urllib would fail later, on the box, on a port
+    out of range, an empty host or a space, where nobody reads the error.
+    """
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError(f"{value!r} is not a URL: it contains whitespace or a control character")
+    try:
+        url = urlsplit(value)
+    except ValueError as exc:
+        raise ValueError(f"{value} is not a valid URL: {exc}") from None
+    try:
+        port = url.port
+    except ValueError:
+        text = url.netloc.rpartition(":")[2]
+        if text.isascii() and text.isdigit():
+            raise ValueError(f"{value}: port {text} is out of range (expected 1-65535)") from None
+        raise ValueError(f"{value}: port {text!r} is not a number") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{value}: port {port} is out of range (expected 1-65535)")
+    if url.username is not None or url.password is not None:
+        raise ValueError(f"{value}: no credentials in a URL (they would be readable by every box)")
+    host = url.hostname or ""
+    if not host:
+        raise ValueError(f"{value} has no host")
+    if url.netloc.endswith(":"):
+        raise ValueError(f"{value} has an empty port after ':'")
+    if "[" in url.netloc:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{value}: {host!r} in brackets is not an IPv6 address") from None
+        return value
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            addr = ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{value}: {host!r} is not a valid IPv4 address") from None
+        if addr.is_unspecified or addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
+            raise ValueError(f"{value}: {host} is not an address a box can connect to")
+        return value
+    if not is_host_name(host):
+        raise ValueError(f"{value}: {host!r} is not a valid host name")
+    return value
+
+
+HttpUrl = Annotated[str, Field(pattern=r"^https?://"), AfterValidator(_http_url)]
+
+# Ethernet link speeds in Mb/s (IEEE 802.3): 10M up to 800G, including 2.5G and 5G (802.3bz)
+ETHERNET_SPEEDS = (10, 100, 1000, 2500, 5000, 10000, 25000, 40000, 50000, 100000, 200000, 400000, 800000)
+
+
+def _ethernet_speed(value: int) -> int:
+    if value not in ETHERNET_SPEEDS:
+        raise ValueError(
+            f"{value} Mb/s is not an Ethernet speed (expected one of {', '.join(map(str, ETHERNET_SPEEDS))})"
+        )
+    return value
+
+
+Speed = Annotated[
+    int,
+    AfterValidator(_ethernet_speed),
+    WithJsonSchema({"type": "integer", "enum": list(ETHERNET_SPEEDS)}),
+]
+
 
 class Ranges(Strict):
     """Address plan of the PoP. Every address in the inventory must fall in one of these ranges."""
@@ -123,7 +206,7 @@ class NearestPop(Strict):
     """An existing PoP this one pulls its boot image from, in order of preference."""
 
     name: Name = Field(description="PoP name")
-    url: str = Field(pattern=r"^https?://", description="base URL of that PoP's image server")
+    url: HttpUrl = Field(description="base URL of that PoP's image server")
 
 
 class DhcpPool(Strict):
@@ -150,7 +233,7 @@ class Provisioning(Strict):
         description="ed25519 public key the image manifest must be signed with (`edgepop image keygen` prints "
         "it); none: provisiond serves no image and pulls none",
     )
-    callhome_url: str = Field(pattern=r"^https?://", description="call-home endpoint booted servers POST to")
+    callhome_url: HttpUrl = Field(description="call-home endpoint booted servers POST to")
     callhome_token: Secret = Field(description="per-PoP call-home token (ansible-vault)")
     ssh_authorized_keys: list[str] = Field(
         default_factory=list,
@@ -441,7 +524,7 @@ class SwitchPort(Strict):
     """A physical switch port. `peer` is optional, and checked against the servers' cabling if given."""
 
     name: str = Field(min_length=1, description="e.g. Ethernet1")
-    speed: int = Field(default=1000, description="port speed in Mb/s")
+    speed: Speed = Field(default=1000, description="port speed in Mb/s")
     peer: str | None = Field(
         default=None, pattern=r"^[a-z][a-z0-9-]*:[A-Za-z0-9_.-]+$", description="'host:nic' cabled here"
     )
@@ -484,8 +567,6 @@ class Mlag(Strict):
         net = ipaddress.ip_interface(v).network
         if net.prefixlen not in (30, 31):
             raise ValueError(f"expected a /31 or /30 (two switches on a point-to-point VLAN), got /{net.prefixlen}")
-        if net.prefixlen == 30 and ipaddress.ip_interface(v).ip == net.broadcast_address:
-            raise ValueError(f"{v} is the broadcast address of {net}, not a host address")
         return v
 
 
@@ -534,7 +615,7 @@ class Nic(Strict):
         pattern=MAC_RE, description="lower-case colon-separated unicast MAC address"
     )
     group: NicGroup
-    speed: int = Field(default=1000, description="link speed in Mb/s")
+    speed: Speed = Field(default=1000, description="link speed in Mb/s")
     queues: int | None = Field(default=None, ge=1, le=256, description="RSS queues; default: as the NIC has")
     switch: Name | None = Field(default=None, description="switch this NIC is cabled to")
     switch_port: str | None = Field(default=None, description="port on that switch")
