@@ -57,6 +57,25 @@ class Change:
         return "".join(line if line.endswith("\n") else f"{line}\n\\ No newline at end of file\n" for line in lines)
 
 
+def read_source(path: Path) -> str:
+    """A file's text exactly as stored: no newline translation, the byte order mark kept.
+
+    (Path.read_text turns CRLF into LF, so writing its result back would change every line.)"""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EditError(f"cannot read {path}: {exc.strerror or exc}", "io") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise EditError(
+            f"{path}: line {line}: not UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start}); "
+            "inventory files are UTF-8",
+            "data",
+        ) from None
+
+
 class ChangeSet:
     """The documents of one edit, keyed by their path inside the inventory."""
 
@@ -73,10 +92,7 @@ class ChangeSet:
         """The document for an existing file, loaded on first use."""
         path = path.resolve()
         if path not in self._docs:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise EditError(f"cannot read {path}: {exc.strerror or exc}", "io") from None
+            text = read_source(path)
             try:
                 self._docs[path] = YamlDoc.parse(text, self.rel(path))
             except RoundTripError as exc:
@@ -94,7 +110,8 @@ class ChangeSet:
     def delete(self, path: Path) -> None:
         path = path.resolve()
         try:
-            self._before[path] = path.read_text(encoding="utf-8")
+            # any bytes may go: the text is only shown in --diff
+            self._before[path] = path.read_bytes().decode("utf-8", errors="replace")
         except OSError as exc:
             raise EditError(f"cannot read {path}: {exc.strerror or exc}", "io") from None
         self._docs.pop(path, None)
@@ -122,7 +139,7 @@ class ChangeSet:
                         target.unlink()
                     else:
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_text(change.after, encoding="utf-8")
+                        target.write_text(change.after, encoding="utf-8", newline="")
             except OSError as exc:
                 raise EditError(f"cannot prepare a scratch copy of {self.root}: {exc}", "io") from None
             return validate_inventory(copy)

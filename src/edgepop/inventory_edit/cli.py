@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from edgepop.inventory_edit.changeset import EditError, ErrorKind
 from edgepop.inventory_edit.clone import OutletRef, PortRef, ServerSpec
@@ -91,18 +92,31 @@ def _port(text: str) -> tuple[str, PortRef]:
     return name, PortRef(switch or None, port)
 
 
+_DECIMAL = re.compile(r"[0-9]+")
+
+
+def _decimal(text: str) -> int | None:
+    """`text` as a number when it is ASCII digits and nothing else, else None.
+
+    int() also takes full-width and Arabic-Indic digits, '1_000', ' 12 ' and '+5'. What
+    the operator typed is written into the inventory as they meant it only when it is plain
+    digits, so nothing else is read as a number."""
+    return int(text) if _DECIMAL.fullmatch(text) else None
+
+
 def _outlet(text: str) -> OutletRef:
-    pdu, _, number = text.rpartition(":")
-    if not number.isdigit():
-        raise argparse.ArgumentTypeError(f"expected [PDU:]OUTLET (a number), got {text!r}")
-    return OutletRef(pdu or None, int(number))
+    pdu, _, digits = text.rpartition(":")
+    number = _decimal(digits)
+    if number is None:
+        raise argparse.ArgumentTypeError(f"expected [PDU:]OUTLET, the outlet in digits 0-9, got {text!r}")
+    return OutletRef(pdu or None, number)
 
 
 def _weight(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    number = _decimal(text)
+    if number is None:
+        raise argparse.ArgumentTypeError(f"expected a whole number in digits 0-9, got {text!r}")
+    return number
 
 
 # --- running an edit ----------------------------------------------------------------------------
@@ -190,17 +204,55 @@ def _cmd_adopt(args: argparse.Namespace) -> int:
 
     queue = Path(args.pending) / "pending.json"
     first = args.mac[0][1]
-    entry = pending.find(queue, first)
-    if entry is None:
-        print(f"edgepop inventory adopt: no box with MAC {first} is waiting in {queue}", file=sys.stderr)
+    try:
+        key, raw, macs = _queued(pending.read(queue), queue, first)
+    except EditError as exc:
+        print(f"edgepop inventory adopt: {exc}", file=sys.stderr)
+        return EXIT_OF[exc.kind]
+    except OSError as exc:
+        print(f"edgepop inventory adopt: cannot read {queue}: {exc.strerror or exc}", file=sys.stderr)
+        return EX_IOERR
+    except ValueError as exc:  # not JSON, not UTF-8
+        print(f"edgepop inventory adopt: {queue}: not a pending queue ({exc})", file=sys.stderr)
         return EX_DATAERR
     named = {mac for name, mac in args.mac if name is not None}
-    args.mac = [(n, m) for n, m in args.mac if n is not None] + [(None, m) for m in entry["macs"] if m not in named]
+    args.mac = [(n, m) for n, m in args.mac if n is not None] + [(None, m) for m in macs if m not in named]
     code = _place(args, adopt)
     if code == EX_OK and not args.check:
-        pending.remove(queue, first)
-        print(f"removed {', '.join(entry['macs'])} from {queue}")
+        try:
+            pending.remove(queue, raw)
+        except (OSError, ValueError) as exc:
+            print(
+                f"edgepop inventory adopt: {key} is adopted, but its entry stays in {queue}: {exc}; remove it by hand",
+                file=sys.stderr,
+            )
+            return EX_IOERR
+        print(f"removed {', '.join(macs)} from {queue}")
     return code
+
+
+def _queued(data: dict[str, Any], queue: Path, mac: str) -> tuple[str, str, list[str]]:
+    """The queue entry holding `mac`: its key, `mac` as the queue spells it, and its MACs normalised.
+
+    The queue is written by provisiond from what boxes report, so every MAC of the entry goes
+    through the same check as a --mac argument; a bad one names the entry and its place in it."""
+    for key, entry in data.items():
+        listed = entry.get("macs") if isinstance(entry, dict) else None
+        if not isinstance(listed, list):
+            continue
+        macs: list[str] = []
+        problems: list[str] = []
+        for i, raw in enumerate(listed):
+            try:
+                macs.append(normalise_mac(raw))
+            except ValueError as exc:
+                problems.append(f"macs[{i}]: {exc}")
+        if mac not in macs:
+            continue
+        if problems:
+            raise EditError(f"{queue}: entry {key!r}: " + "; ".join(problems), "data")
+        return str(key), str(listed[macs.index(mac)]), macs
+    raise EditError(f"no box with MAC {mac} is waiting in {queue}", "data")
 
 
 def _cmd_set_weight(args: argparse.Namespace) -> int:

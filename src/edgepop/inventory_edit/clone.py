@@ -10,12 +10,14 @@ for the new server (`--from`), its values stand and the options only override th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from edgepop.inventory_edit.roundtrip import scalar_like
+from edgepop.model.schema import MAC_RE, unicast_mac_problem
 
 FAMILIES = ("v4", "v6")
 
@@ -48,6 +50,24 @@ class ServerSpec:
     pdu_outlet: OutletRef | None = None
     weight: int | None = None
     rack: str | None = None
+
+
+def normalise_mac(text: str) -> str:
+    """Call-home and vendor tools print MACs in several ways; the inventory wants aa:bb:cc:dd:ee:ff.
+
+    Only a NIC's own (unicast, non-zero) address identifies a box, so broadcast, multicast and
+    all-zero MACs are refused here, where they come in, rather than by the validator later."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
+    mac = text.strip().lower().replace("-", ":")
+    if re.fullmatch(r"[0-9a-f]{12}", mac):
+        mac = ":".join(mac[i : i + 2] for i in range(0, 12, 2))
+    if not re.fullmatch(MAC_RE, mac):
+        raise ValueError(f"{text!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
+    problem = unicast_mac_problem(mac)
+    if problem:
+        raise ValueError(problem)
+    return mac
 
 
 def _maps(node: Any) -> list[CommentedMap]:
@@ -126,25 +146,48 @@ def personalise(server: CommentedMap, spec: ServerSpec, template: str, *, comple
     return problems
 
 
+def spec_macs(spec: ServerSpec) -> tuple[list[str], dict[str, str], list[str]]:
+    """The spec's MACs in the inventory's form, and a problem for each that is not a NIC's MAC.
+
+    The CLI normalises `--mac` already; this covers every other way a spec is built (provisiond's
+    queue, a caller of the commands), so no MAC reaches a document unchecked."""
+    problems: list[str] = []
+    macs: dict[str, str] = {}
+    in_order: list[str] = []
+    for name, raw in spec.macs.items():
+        try:
+            macs[name] = normalise_mac(raw)
+        except ValueError as exc:
+            problems.append(f"--mac {name}={raw}: {exc}")
+    for raw in spec.macs_in_order:
+        try:
+            in_order.append(normalise_mac(raw))
+        except ValueError as exc:
+            problems.append(f"--mac {raw}: {exc}")
+    return problems, macs, in_order
+
+
 def _assign_macs(
     nics: list[CommentedMap], names: list[str], spec: ServerSpec, template: str, complete: bool
 ) -> list[str]:
-    problems: list[str] = []
+    problems, macs, in_order = spec_macs(spec)
+    if problems:
+        return problems
     listing = ", ".join(names)
-    assigned = {name: mac for name, mac in spec.macs.items() if name in names}
-    for name in spec.macs:
+    assigned = {name: mac for name, mac in macs.items() if name in names}
+    for name in macs:
         if name not in names:
             problems.append(f"--mac {name}=...: {template} has no NIC {name!r} (NICs: {listing})")
-    rest = [name for name in names if name not in spec.macs]
-    if spec.macs_in_order:
-        if len(spec.macs_in_order) != len(rest):
+    rest = [name for name in names if name not in macs]
+    if in_order:
+        if len(in_order) != len(rest):
             problems.append(
-                f"{len(spec.macs_in_order)} MAC(s) given for {len(rest)} NIC(s) ({', '.join(rest)}); "
+                f"{len(in_order)} MAC(s) given for {len(rest)} NIC(s) ({', '.join(rest)}); "
                 "give one MAC per NIC in this order, or name them as NIC=MAC"
             )
         else:
-            assigned.update(zip(rest, spec.macs_in_order, strict=True))
-    given = [*spec.macs.values(), *spec.macs_in_order]
+            assigned.update(zip(rest, in_order, strict=True))
+    given = [*macs.values(), *in_order]
     for mac in sorted({m for m in given if given.count(m) > 1}):
         problems.append(f"MAC {mac} is given more than once")
     for name, nic in zip(names, nics, strict=True):

@@ -17,11 +17,12 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from edgepop.inventory_edit.changeset import ChangeSet, EditError
-from edgepop.inventory_edit.clone import ServerSpec, interface_addresses, personalise
+from edgepop.inventory_edit.changeset import ChangeSet, EditError, read_source
+from edgepop.inventory_edit.clone import ServerSpec, interface_addresses, personalise, spec_macs
+from edgepop.inventory_edit.clone import normalise_mac as normalise_mac  # part of this module's interface
 from edgepop.inventory_edit.roundtrip import RoundTripError, YamlDoc, map_like, scalar_like
 from edgepop.model.loader import YAML_SUFFIXES, RawInventory, load_inventory
-from edgepop.model.schema import KIND_GROUPS, MAC_RE, NAME_RE, natural_key, unicast_mac_problem
+from edgepop.model.schema import KIND_GROUPS, NAME_RE, natural_key
 
 SERVERS = KIND_GROUPS["server"]
 SWITCHES = KIND_GROUPS["switch"]
@@ -35,19 +36,6 @@ class Plan:
     changes: ChangeSet
     summary: str
     notes: list[str] = field(default_factory=list)
-
-
-def normalise_mac(text: str) -> str:
-    """Call-home and vendor tools print MACs in several ways; the inventory wants aa:bb:cc:dd:ee:ff."""
-    mac = text.strip().lower().replace("-", ":")
-    if re.fullmatch(r"[0-9a-f]{12}", mac):
-        mac = ":".join(mac[i : i + 2] for i in range(0, 12, 2))
-    if not re.match(MAC_RE, mac):
-        raise ValueError(f"{text!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
-    problem = unicast_mac_problem(mac)
-    if problem:
-        raise ValueError(problem)
-    return mac
 
 
 # --- reading the inventory ---------------------------------------------------------------------------
@@ -255,9 +243,7 @@ def _from_host(inv: RawInventory, like: str, host: str) -> _Template:
     if "host_vars" not in (sourced.source.parent.name, sourced.source.parent.parent.name):
         raise EditError(f"{like} keeps its server variable in {sourced.source.name}; write {host} with --from")
     try:
-        doc = YamlDoc.parse(sourced.source.read_text(encoding="utf-8"), f"host_vars/{host}.yml")
-    except OSError as exc:
-        raise EditError(f"cannot read {sourced.source}: {exc.strerror or exc}", "io") from None
+        doc = YamlDoc.parse(read_source(sourced.source), f"host_vars/{host}.yml")
     except RoundTripError as exc:
         raise EditError(str(exc), "data") from None
     for key in [k for k in doc.data if str(k).startswith("vault_")]:
@@ -268,9 +254,7 @@ def _from_host(inv: RawInventory, like: str, host: str) -> _Template:
 
 def _from_file(path: Path, host: str) -> _Template:
     try:
-        source = YamlDoc.parse(path.read_text(encoding="utf-8"), str(path))
-    except OSError as exc:
-        raise EditError(f"cannot read {path}: {exc.strerror or exc}", "io") from None
+        source = YamlDoc.parse(read_source(path), str(path))
     except RoundTripError as exc:
         raise EditError(str(exc), "data") from None
     data = source.data
@@ -279,7 +263,8 @@ def _from_file(path: Path, host: str) -> _Template:
     elif isinstance(data, CommentedMap) and "nics" in data:
         wrapped = CommentedMap()
         wrapped["server"] = data
-        doc = YamlDoc(f"host_vars/{host}.yml", wrapped, dataclasses.replace(source.layout, explicit_start=True))
+        layout = dataclasses.replace(source.layout, explicit_start=True)
+        doc = YamlDoc(f"host_vars/{host}.yml", wrapped, layout, form=dataclasses.replace(source.form, bom=False))
     else:
         raise EditError(f"{path}: expected a host_vars file ('server: ...') or a server body ('nics: ...')")
     return _Template(str(path), doc, None, None)
@@ -403,7 +388,10 @@ def adopt(
     """A server that called home with its MACs; known MACs are refused before anything else."""
     inv = _inventory(root)
     known = _known_macs(inv)
-    given = [*spec.macs.items(), *(("?", m) for m in spec.macs_in_order)]
+    problems, macs, in_order = spec_macs(spec)
+    if problems:
+        raise EditError(f"cannot adopt {host}:\n  " + "\n  ".join(problems))
+    given = [*macs.items(), *(("?", m) for m in in_order)]
     if not given:
         raise EditError("adopt needs the MACs the server reported (--mac)")
     taken = [f"MAC {mac} is already {known[mac]}" for _, mac in given if mac in known]

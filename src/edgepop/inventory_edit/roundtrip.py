@@ -8,6 +8,12 @@ the lines an edit changes are worked out by comparing the dump before the edit w
 it, and only those lines are replaced in the original text. Lines the edit did not touch stay
 byte-identical, whichever formatter last went over the file. The patched text is parsed again and
 must give the same data as ruamel's dump, otherwise the plain dump is used.
+
+The YAML layer only ever sees LF text. How the file is encoded around that (a UTF-8 byte order
+mark, CRLF or LF line endings, whether the last line ends with a newline) is its TextForm: taken
+from the file when it is read and put back when it is written. Lines the edit did not touch are
+copied from the file as they were, line ending and all; new and changed lines take the file's
+usual line ending.
 """
 
 from __future__ import annotations
@@ -33,6 +39,64 @@ _BLOCK_SCALAR_RE = re.compile(r"(^|[:\s-])[|>][0-9+-]*\s*(#.*)?$")
 
 class RoundTripError(Exception):
     """A file that cannot be edited as YAML (syntax error, several documents ...)."""
+
+
+BOM = "\ufeff"
+_LINE = re.compile(r"[^\r\n]*(\r\n|\r|\n)|[^\r\n]+$")
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their endings, split on LF only.
+
+    str.splitlines() also splits on \\x85, \\u2028, \\x0c and others, which may sit inside a
+    quoted value; ruamel's dump and the LF text fed to it only ever break lines with LF."""
+    out = [line + "\n" for line in text.split("\n")]
+    last = out.pop()  # what follows the last LF (the whole text when there is none)
+    if last != "\n":
+        out.append(last[:-1])
+    return out
+
+
+@dataclass(frozen=True)
+class TextForm:
+    """How a file is encoded around its YAML: byte order mark, line ending, final newline."""
+
+    bom: bool = False
+    newline: str = "\n"
+    final_newline: bool = True
+
+    def apply(self, lf_text: str) -> str:
+        """LF text (as ruamel writes it) in this form."""
+        text = lf_text.replace("\n", self.newline) if self.newline != "\n" else lf_text
+        if not self.final_newline and text.endswith(self.newline):
+            text = text[: -len(self.newline)]
+        return BOM + text if self.bom else text
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A file's text split for editing: LF lines for the YAML layer, the raw lines to copy back."""
+
+    form: TextForm
+    lf_lines: list[str]  # every line ending in exactly one LF
+    raw_lines: list[str]  # the same lines as in the file (the last one maybe without an ending)
+
+    @classmethod
+    def of(cls, text: str) -> _Source:
+        bom = text.startswith(BOM)
+        body = text[len(BOM) :] if bom else text
+        raw = [m.group(0) for m in _LINE.finditer(body)]
+        endings = Counter(m.group(1) for m in _LINE.finditer(body) if m.group(1))
+        # the most frequent line ending; a tie goes to the ending the file starts with
+        first = next((m.group(1) for m in _LINE.finditer(body) if m.group(1)), "\n")
+        newline = max(endings, key=lambda e: (endings[e], e == first)) if endings else "\n"
+        lf = [line.rstrip("\r\n") + "\n" for line in raw]
+        form = TextForm(bom=bom, newline=newline, final_newline=not raw or raw[-1] != raw[-1].rstrip("\r\n"))
+        return cls(form, lf, raw)
+
+    @property
+    def lf_text(self) -> str:
+        return "".join(self.lf_lines)
 
 
 @dataclass(frozen=True)
@@ -70,7 +134,7 @@ def guess_layout(text: str) -> Layout:
     seqs: Counter[tuple[int, int]] = Counter()
     lines: list[str] = []
     scalar_indent: int | None = None
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         if not raw.strip() or raw.lstrip().startswith("#") or raw.startswith(("---", "...", "%")):
             continue
         indent = len(raw) - len(raw.lstrip(" "))
@@ -99,7 +163,7 @@ def guess_layout(text: str) -> Layout:
     else:
         sequence, offset = mapping + 2, mapping
     map_pad, seq_pad = _flow_padding(text)
-    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
+    first = next((ln for ln in text.split("\n") if ln.strip() and not ln.startswith("#")), "")
     return Layout(
         mapping=mapping,
         sequence=max(sequence, offset + 2),
@@ -153,7 +217,7 @@ def _flow_indicators(line: str) -> list[tuple[int, str]]:
 def _flow_padding(text: str) -> tuple[bool, bool]:
     """Whether the file's flow mappings and sequences put a space inside their brackets."""
     votes = {"{": Counter[bool](), "[": Counter[bool]()}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         for i, c in _flow_indicators(line):
             if c in "[{":
                 nxt = line[i + 1 : i + 2]
@@ -205,32 +269,63 @@ def _dump(data: Any, layout: Layout) -> str:
 class YamlDoc:
     """One YAML file held for editing: `data` is ruamel's tree, `render()` the text to write."""
 
-    def __init__(self, label: str, data: Any, layout: Layout, source: str | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        data: Any,
+        layout: Layout,
+        source: str | None = None,
+        form: TextForm | None = None,
+    ) -> None:
         self.label = label
         self.data = data
         self.layout = layout
-        self.source = source  # the text the edit started from; None for a document built from scratch
+        # the text the edit started from, as read; None for a document built from scratch
+        self.text = source
+        self._source = _Source.of(source) if source is not None else None
+        self.form = self._source.form if self._source is not None else (form or TextForm())
         self._baseline = _dump(data, layout) if source is not None else ""
+
+    @property
+    def source(self) -> str | None:
+        """The starting text as the YAML layer sees it (LF line endings, no byte order mark)."""
+        return self._source.lf_text if self._source is not None else None
 
     @classmethod
     def parse(cls, text: str, label: str, layout: Layout | None = None) -> YamlDoc:
-        return cls(label, _parse(text, label), layout or guess_layout(text), text)
+        lf_text = _Source.of(text).lf_text
+        return cls(label, _parse(lf_text, label), layout or guess_layout(lf_text), text)
 
     def clone(self, label: str) -> YamlDoc:
         """An independent copy parsed from the same text, so a new file takes this one's shape."""
-        if self.source is None:
+        if self.text is None:
             raise RoundTripError(f"{self.label}: has no text to copy")
-        return YamlDoc.parse(self.source, label, self.layout)
+        return YamlDoc.parse(self.text, label, self.layout)
 
     def render(self) -> str:
         dumped = _dump(self.data, self.layout)
-        if self.source is None:
-            padded = "".join(_pad(line, self.layout) for line in dumped.splitlines(keepends=True))
-            return padded if _same_data(padded, dumped) else dumped
-        patched = _patch(self.source, self._baseline, dumped, self.layout)
-        if patched is not None and _same_data(patched, dumped):
-            return patched
-        return dumped
+        if self._source is None:
+            padded = "".join(_pad(line, self.layout) for line in _lines(dumped))
+            return self.form.apply(padded if _same_data(padded, dumped) else dumped)
+        pieces = _patch(self._source.lf_lines, _lines(self._baseline), _lines(dumped), self.layout)
+        if pieces is not None:
+            lf_text = "".join(self._source.lf_lines[p] if isinstance(p, int) else p for p in pieces)
+            if _same_data(lf_text, dumped):
+                return self._assemble(pieces)
+        return self.form.apply(dumped)
+
+    def _assemble(self, pieces: list[int | str]) -> str:
+        """The file's own lines where the edit kept them, new lines in the file's line ending."""
+        assert self._source is not None
+        newline = self.form.newline
+        out = [self._source.raw_lines[p] if isinstance(p, int) else p[:-1] + newline for p in pieces]
+        for i in range(len(out) - 1):
+            if out[i] == out[i].rstrip("\r\n"):  # the file's last line, without an ending, is last no more
+                out[i] += newline
+        if out and not self.form.final_newline:
+            out[-1] = out[-1].removesuffix("\n").removesuffix("\r")  # one ending: LF, CR or CRLF
+        text = "".join(out)
+        return BOM + text if self.form.bom else text
 
 
 def _positions(base: list[str], orig: list[str]) -> tuple[dict[int, int], dict[int, int]]:
@@ -254,13 +349,13 @@ def _positions(base: list[str], orig: list[str]) -> tuple[dict[int, int], dict[i
     return starts, ends
 
 
-def _patch(source: str, baseline: str, dumped: str, layout: Layout) -> str | None:
-    """The original text with the lines that changed between `baseline` and `dumped` replaced."""
-    orig = source.splitlines(keepends=True)
-    base = baseline.splitlines(keepends=True)
-    new = dumped.splitlines(keepends=True)
+def _patch(orig: list[str], base: list[str], new: list[str], layout: Layout) -> list[int | str] | None:
+    """The original lines with the lines that changed between `base` and `new` replaced.
+
+    The result names each original line kept by its index (so the caller can copy it as it was in
+    the file) and gives new lines as text."""
     starts, ends = _positions(base, orig) if orig != base else ({}, {})
-    out: list[str] = []
+    out: list[int | str] = []
     cursor = 0
     matcher = difflib.SequenceMatcher(None, base, new, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -279,11 +374,22 @@ def _patch(source: str, baseline: str, dumped: str, layout: Layout) -> str | Non
             o1, o2 = _settle_deletion(orig, o1, o2, cursor)
         elif tag == "insert":
             o1 = o2 = _settle_insertion(orig, o1, cursor, new[j1:j2])
-        out.extend(orig[cursor:o1])
-        out.extend(_pad(line, layout) for line in new[j1:j2])
+        out.extend(range(cursor, o1))
+        added = [_pad(line, layout) for line in new[j1:j2]]
+        if tag == "replace" and o2 - o1 == len(added):
+            added = [_keep_tail(old, line) for old, line in zip(orig[o1:o2], added, strict=True)]
+        out.extend(added)
         cursor = o2
-    out.extend(orig[cursor:])
-    return "".join(out)
+    out.extend(range(cursor, len(orig)))
+    return out
+
+
+def _keep_tail(old: str, new: str) -> str:
+    """A changed line keeps the trailing blanks the original line had (ruamel drops them)."""
+    tail = old[len(old.rstrip("\n").rstrip(" \t")) :].rstrip("\n")
+    if tail and new.rstrip("\n") == new.rstrip("\n").rstrip(" \t"):
+        return new.rstrip("\n") + tail + "\n"
+    return new
 
 
 def _is_trivia(line: str) -> bool:
