@@ -1281,8 +1281,7 @@ def _check_vault_refs(col: _Collector, inv: RawInventory, checked: list[tuple[st
                     sourced.source,
                     keys,
                     f"refers to {ref!r}, which {shown} cannot see: only {', '.join(files)} "
-                    f"define{'s' if len(files) == 1 else ''} it "
-                    "(define it in group_vars of a group they are in)",
+                    f"define{'s' if len(files) == 1 else ''} it, and a host sees no other host's variables",
                 )
 
 
@@ -1364,13 +1363,13 @@ def _foreign_address(
     """Why `ip`, which is none of the host's own addresses, cannot be its ansible_host (or None)."""
     if ip in elsewhere:
         return f"{ip} is not an address of {host}: it is {elsewhere[ip]}"
+    edge = _edge_problem(str(ip), management, "management_v4")
+    if edge:
+        return edge
     dynamic = server is not None and any(n.group == "management" and n.address_v4 is None for n in server.nics)
     if dynamic:
         if management is None:
             return None  # the range is unknown (pop is invalid): nothing to check against
-        edge = _edge_problem(str(ip), management, "management_v4")
-        if edge:
-            return edge
         if ip.version == 4 and ip in _net(management):
             return None  # the address its management NIC gets at boot
         return (

@@ -149,7 +149,7 @@ def _with_base(line: str, base: str) -> str:
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 110
     numbers = [case.name.split("-", 1)[0] for case in CASES]
     assert len(numbers) == len(set(numbers)), "two corpus cases share a number"
     for case in CASES:
@@ -171,6 +171,11 @@ def test_bad_inventory(case: Path, lab_copy: Path, capsys: pytest.CaptureFixture
     assert expect, f"{case.name}: a bad inventory must list the errors it expects"
     assert got == expect
     assert report.model is None
+
+    for line in expect:
+        file = line.split(":", 1)[0]
+        # the error is put on a file of this inventory, one that is there (except a missing hosts.yml)
+        assert (lab_copy / file).is_file() or "missing hosts.yml" in line, f"{case.name}: no file {file!r}"
 
     base = str(lab_copy)
     assert main(["validate", base]) == 65
@@ -209,6 +214,28 @@ def test_every_message_names_file_line_and_key_path() -> None:
             assert any(marker in line for marker in FILE_LEVEL), f"{case}: no line number in {line!r}"
         elif "YAML" not in line and "duplicate key" not in line and "expected a mapping of variables" not in line:
             assert match["path"], f"{case}: no key path in {line!r}"
+
+
+# messages about a file as a whole: it does not parse, or is in the wrong place, or lacks its variable
+WHOLE_FILE = ("YAML syntax error", "duplicate key ", "expected a mapping of variables", *FILE_LEVEL)
+INVENTORY_FILE_RE = re.compile(r"^(hosts\.ya?ml|(group_vars|host_vars)/[\w.-]+(/[\w.-]+)*\.ya?ml)$")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_case_names_its_file_and_key_path(case: Path) -> None:
+    """Every expected line starts with the inventory file that holds the mistake and, unless the file
+    as a whole is the problem, names the line and the key path in it: a case whose messages point
+    nowhere (or at the inventory directory) fails here, whatever the validator says."""
+    expect = list(_load_case(case).get("expect") or [])
+    assert expect, f"{case.name}: no expected lines"
+    for line in expect:
+        match = MESSAGE_RE.match(line)
+        assert match, f"{case.name}: unparsable message {line!r}"
+        assert INVENTORY_FILE_RE.match(match["file"]), f"{case.name}: {match['file']!r} is not an inventory file"
+        if any(marker in match["msg"] for marker in WHOLE_FILE):
+            continue
+        assert match["line"], f"{case.name}: no line number in {line!r}"
+        assert match["path"], f"{case.name}: no key path in {line!r}"
 
 
 def test_paths_show_inventory_keys_not_schema_internals() -> None:
