@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,6 +23,7 @@ NEW_SERVER = [
     "--ipmi-address", "203.0.113.25",
     "--pdu-outlet", "5",
 ]  # fmt: skip
+LAB = Path(__file__).resolve().parents[2] / "inventory" / "lab"
 PER_MACHINE = [opt for opt in NEW_SERVER if opt.startswith("--") and opt != "--new-switch-ports"]
 
 
@@ -413,3 +415,155 @@ def test_bonded_server_round_trip_on_the_fra1_example(tmp_path: Path) -> None:
     assert validate_inventory(inv).ok
     assert {k for k in before if before[k] != after[k]} <= {"host_vars/fra1-srv12.yml"}
     assert yaml.safe_load(after["host_vars/fra1-srv12.yml"])["server"]["nics"] == srv["nics"]
+
+
+# --- byte for byte: line endings, byte order mark, final newline, comments and quoting -----------
+#
+# Each edit runs twice: on a plain copy of the lab, and on a copy "dressed" by a transformation
+# that only touches lines no edit changes (or that is applied to every line alike: line endings).
+# The dressed result must be exactly the plain result dressed the same way, byte for byte, for
+# every file: what the edit changes is what the plain test above pins down, and everything else
+# is the file as it was.
+
+ODD: dict[str, list[tuple[str, str]]] = {
+    "hosts.yml": [
+        (
+            "# one machine (see `edgepop lab up`). Same layout as a production PoP, just smaller.\n",
+            "# one machine (see `edgepop lab up`). Same layout as a production PoP, just smaller.\n"
+            "#\tnote: «ünïcode» ✓ 'single' \"double\"   \n",
+        ),
+        ("        routers:\n", "        routers:   \n"),
+        ("              ansible_host: 203.0.113.2\n", "              ansible_host: '203.0.113.2'   # quoted: yes\n"),
+        ("              ansible_host: 203.0.113.13\n", '              ansible_host: "203.0.113.13"\n'),
+        ("        control:\n", "\n        # control plane   \n        control:\n"),
+    ],
+    "srv": [
+        ("  cpu: discover\n", "  cpu: 'discover'    # quoted on purpose\n"),
+        ('    password: "{{ vault_ipmi_password }}"\n', "    password: '{{ vault_ipmi_password }}'\n"),
+        ("  ipmi:\n", "   \n  ipmi:\n"),
+        ("  services: [http, dns]\n", "  services: [http, dns]   \n"),
+    ],
+    "host_vars/sw1.yml": [
+        ("  platform: bird\n", "  platform: 'bird'   # single-quoted\n"),
+        ('    - {name: swp3, peer: "srv2:ext0"}\n', "    - {name: swp3, peer: 'srv2:ext0'}  # srv2 \n"),
+        ("  uplinks:\n", "  # uplinks:\t'rtr1'\n  uplinks:\n"),
+    ],
+}
+
+
+def odd(rel: str, text: str) -> str:
+    key = "srv" if re.fullmatch(r"host_vars/srv\d+\.yml", rel) else rel
+    for old, new in ODD.get(key, []):
+        if old in text:
+            text = text.replace(old, new, 1)
+    return text
+
+
+def crlf(rel: str, text: str) -> str:
+    return text.replace("\n", "\r\n")
+
+
+def bom_no_eol(rel: str, text: str) -> str:
+    return "\ufeff" + text.removesuffix("\n")
+
+
+DRESSES = {
+    "crlf": [crlf],
+    "bom-no-final-newline": [bom_no_eol],
+    "odd-comments-and-quoting": [odd],
+    "all-at-once": [odd, crlf, bom_no_eol],
+}
+
+
+def dressed(rel: str, data: bytes, steps: list[Any]) -> bytes:
+    if not rel.endswith(".yml"):
+        return data
+    text = data.decode()
+    for step in steps:
+        text = step(rel, text)
+    return text.encode()
+
+
+def dress(root: Path, steps: list[Any]) -> None:
+    for rel, data in snapshot(root).items():
+        (root / rel).write_bytes(dressed(rel, data, steps))
+
+
+ADOPT_ARGS = [a for a in NEW_SERVER if not a.startswith(("--mac", "mgmt0=02", "ext0=02", "int0=02"))]
+EDITS = {
+    "set-weight": ["set-weight", "{inv}", "srv2", "250"],
+    "add-server": ["add-server", "{inv}", "srv5", "--like", "srv4", *NEW_SERVER],
+    "adopt": ["adopt", "{inv}", "--mac", "02:00:00:00:05:0a", "02:00:00:00:05:0b", "02:00:00:00:05:0c",
+              "--as", "srv5", *ADOPT_ARGS],
+    "remove-server-last": ["remove-server", "{inv}", "srv4"],
+    "remove-server-first": ["remove-server", "{inv}", "srv1"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dress_name", list(DRESSES))
+@pytest.mark.parametrize("edit_name", list(EDITS))
+def test_edits_keep_every_other_byte(tmp_path: Path, edit_name: str, dress_name: str) -> None:
+    steps = DRESSES[dress_name]
+    plain, fancy = tmp_path / "plain", tmp_path / "fancy"
+    shutil.copytree(LAB, plain)
+    shutil.copytree(LAB, fancy)
+    dress(fancy, steps)
+    plain_before, fancy_before = snapshot(plain), snapshot(fancy)
+    assert fancy_before != plain_before  # the dressing did something
+    if dress_name == "odd-comments-and-quoting":
+        for key, replacements in ODD.items():
+            rel = "host_vars/srv4.yml" if key == "srv" else key
+            for _, new in replacements:  # every anchor was found: the dressed lines are really there
+                assert new.encode() in fancy_before[rel], (rel, new)
+
+    assert edit(*[a.format(inv=plain) for a in EDITS[edit_name]]) == EX_OK
+    assert edit(*[a.format(inv=fancy) for a in EDITS[edit_name]]) == EX_OK
+    plain_after, fancy_after = snapshot(plain), snapshot(fancy)
+    assert plain_after != plain_before
+
+    expected = {rel: dressed(rel, data, steps) for rel, data in plain_after.items()}
+    assert set(fancy_after) == set(expected)
+    for rel in sorted(expected):
+        assert fancy_after[rel] == expected[rel], "\n".join(
+            difflib.unified_diff(
+                expected[rel].decode().splitlines(keepends=True),
+                fancy_after[rel].decode().splitlines(keepends=True),
+                f"expected/{rel}",
+                f"written/{rel}",
+            )
+        )
+
+
+def test_crlf_file_stays_crlf_on_the_changed_line(lab_copy: Path) -> None:
+    path = lab_copy / "host_vars" / "srv2.yml"
+    before = path.read_bytes().replace(b"\n", b"\r\n")
+    path.write_bytes(before)
+    assert edit("set-weight", str(lab_copy), "srv2", "250") == EX_OK
+    after = path.read_bytes()
+    assert after == before.replace(b"  anycast_weight: 200\r\n", b"  anycast_weight: 250\r\n")
+    assert b"\n" not in after.replace(b"\r\n", b"")
+
+
+def test_mixed_line_endings_are_kept_line_by_line(lab_copy: Path) -> None:
+    """A file half CRLF (say, edited on two machines): untouched lines keep their own ending, the
+    changed line takes the file's usual one."""
+    path = lab_copy / "host_vars" / "srv2.yml"
+    lines = path.read_bytes().splitlines(keepends=True)
+    mixed = [line.replace(b"\n", b"\r\n") if i % 3 else line for i, line in enumerate(lines)]
+    path.write_bytes(b"".join(mixed))
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"  anycast_weight:"))
+    assert edit("set-weight", str(lab_copy), "srv2", "250") == EX_OK
+    after = path.read_bytes().splitlines(keepends=True)
+    assert after[:at] + after[at + 1 :] == mixed[:at] + mixed[at + 1 :]
+    assert after[at] == b"  anycast_weight: 250\r\n"  # two lines in three are CRLF
+
+
+def test_file_mode_is_kept(lab_copy: Path) -> None:
+    path = lab_copy / "host_vars" / "srv2.yml"
+    path.chmod(0o600)
+    (lab_copy / "hosts.yml").chmod(0o640)
+    assert edit("set-weight", str(lab_copy), "srv2", "250") == EX_OK
+    assert edit("add-server", str(lab_copy), "srv5", "--like", "srv4", *NEW_SERVER) == EX_OK
+    assert path.stat().st_mode & 0o7777 == 0o600
+    assert (lab_copy / "hosts.yml").stat().st_mode & 0o7777 == 0o640
+    assert "anycast_weight: 250" in path.read_text()

@@ -9,7 +9,7 @@ import pytest
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
-from edgepop.inventory_edit.roundtrip import Layout, YamlDoc, guess_layout, scalar_like
+from edgepop.inventory_edit.roundtrip import Layout, TextForm, YamlDoc, guess_layout, scalar_like
 
 LAB = Path(__file__).resolve().parents[2] / "inventory" / "lab"
 
@@ -168,3 +168,81 @@ def test_scalar_like_keeps_the_quoting_and_guards_yaml_1_1() -> None:
     assert isinstance(scalar_like("02:00:00:00:01:01", "12:34:56:00:01:01"), DoubleQuotedScalarString)
     assert type(scalar_like("swp1", "swp2")) is str
     assert scalar_like(100, 250) == 250
+
+
+# --- how the file is encoded around the YAML ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # the edited line is the last one, and has no newline: it still has none
+        ("a: 1\nb: 2", "a: 1\nb: 3"),
+        ("a: 1\r\nb: 2", "a: 1\r\nb: 3"),
+        # CRLF everywhere, the changed line included
+        ("---\r\n# c\r\na: 1\r\nb: 2\r\n", "---\r\n# c\r\na: 1\r\nb: 3\r\n"),
+        # old Mac line endings
+        ("a: 1\rb: 2\r", "a: 1\rb: 3\r"),
+        # the byte order mark stays in front
+        ("\ufeff---\na: 1\nb: 2\n", "\ufeff---\na: 1\nb: 3\n"),
+        ("\ufeffa: 1\r\nb: 2", "\ufeffa: 1\r\nb: 3"),
+        # trailing blanks on the changed line and elsewhere
+        ("a: 1  \nb: 2   \n\n  \n", "a: 1  \nb: 3   \n\n  \n"),
+        ("a: 1\nb: 2   # why\n", "a: 1\nb: 3   # why\n"),
+    ],
+    ids=["no-eol", "no-eol-crlf", "crlf", "cr", "bom", "bom-crlf-no-eol", "trailing-blanks", "comment"],
+)
+def test_changed_line_takes_the_file_form(text: str, expected: str) -> None:
+    doc = YamlDoc.parse(text, "t.yml")
+    assert doc.render() == text
+    doc.data["b"] = 3
+    assert doc.render() == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: 1\nb: 2", "a: 1\nb: 2\nc: 3"),
+        ("a: 1\r\nb: 2\r\n", "a: 1\r\nb: 2\r\nc: 3\r\n"),
+        ("\ufeffa: 1\r\nb: 2", "\ufeffa: 1\r\nb: 2\r\nc: 3"),
+    ],
+)
+def test_a_line_added_after_the_last_one(text: str, expected: str) -> None:
+    doc = YamlDoc.parse(text, "t.yml")
+    doc.data["c"] = 3
+    assert doc.render() == expected
+
+
+def test_deleting_the_last_line_of_a_file_without_final_newline() -> None:
+    doc = YamlDoc.parse("a: 1\r\nb: 2\r\nc: 3", "t.yml")
+    del doc.data["c"]
+    assert doc.render() == "a: 1\r\nb: 2"
+
+
+def test_mixed_endings_stay_per_line_and_new_lines_take_the_usual_one() -> None:
+    text = "a: 1\r\nb: 2\nc: 3\r\nd: 4\r\n"
+    doc = YamlDoc.parse(text, "t.yml")
+    doc.data["c"] = 30
+    doc.data["e"] = 5
+    assert doc.render() == "a: 1\r\nb: 2\nc: 30\r\nd: 4\r\ne: 5\r\n"
+
+
+def test_unicode_line_separators_inside_values_are_not_line_breaks() -> None:
+    """str.splitlines() breaks on U+2028 and U+0085; YAML 1.2 text in quotes does not."""
+    text = 'a: "x\u2028y\x85z"  # keep\nb: 2\n'
+    doc = YamlDoc.parse(text, "t.yml")
+    doc.data["b"] = 3
+    assert doc.render() == text.replace("b: 2", "b: 3")
+
+
+def test_a_clone_keeps_the_form_of_its_source() -> None:
+    text = "\ufeff---\r\nserver:\r\n  rack: r1\r\n  anycast_weight: 200"
+    doc = YamlDoc.parse(text, "srv4.yml").clone("srv5.yml")
+    doc.data["server"]["anycast_weight"] = 300
+    assert doc.render() == text.replace("200", "300")
+
+
+def test_a_document_built_from_scratch_takes_the_form_it_is_given() -> None:
+    data = CommentedMap()
+    data["a"] = 1
+    assert YamlDoc("n.yml", data, Layout(), form=TextForm(newline="\r\n")).render() == "---\r\na: 1\r\n"
