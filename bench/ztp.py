@@ -117,7 +117,7 @@ def main() -> int:
             for part in (INITRAMFS_NAME, AGENTS_NAME):
                 out.write((net.state / "images" / "current" / part).read_bytes())
                 out.write(b"\0" * (-out.tell() % 512))
-        direct_initrd = write_initrd(base, callhome_entries(plan), workdir / "direct.initrd")
+        direct_initrd = write_initrd(base, callhome_entries(plan, MAC), workdir / "direct.initrd")
         pxe = boot(net, workdir / "id", "srv1", None)
         direct = boot(net, workdir / "id", "srv1-direct", (artifacts.kernel, direct_initrd))
     finally:

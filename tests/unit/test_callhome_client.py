@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from edgepop.agents.provisiond.callhome import RateLimiter
+from edgepop.agents.provisiond.callhome import RateLimiter, box_secret
 from edgepop.agents.provisiond.config import Plan
 from edgepop.agents.provisiond.server import Context, callhome_overlay, make_server
 from edgepop.agents.provisiond.store import ImageStore
@@ -24,6 +24,7 @@ from edgepop.validate import load_valid
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "vm-callhome-token-0123456789"
 FRA1_SRV01 = [f"02:00:01:00:01:0{i}" for i in range(6)]
+SECRET = box_secret(TOKEN, FRA1_SRV01[0])
 
 
 def _sysfs(tmp_path: Path, nics: dict[str, tuple[str, str, bool]]) -> Path:
@@ -63,8 +64,6 @@ def provisiond(tmp_path: Path) -> Iterator[str]:
         pending_file=tmp_path / "pending.json",
         log_file=tmp_path / "requests.log",
         limiter=RateLimiter(2, 1),
-        overlay=callhome_overlay(plan),
-        lock=threading.Lock(),
     )
     server = make_server(ctx, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -76,7 +75,7 @@ def provisiond(tmp_path: Path) -> Iterator[str]:
 
 
 def test_ask_and_write_what_the_answer_says(provisiond: str, tmp_path: Path) -> None:
-    status, body, _ = client.ask(provisiond, TOKEN, FRA1_SRV01)
+    status, body, _ = client.ask(provisiond, SECRET, FRA1_SRV01[0], FRA1_SRV01)
     assert status == 200
     identity: dict[str, Any] = body["identity"]
     root = tmp_path / "box"
@@ -99,16 +98,37 @@ def test_ask_and_write_what_the_answer_says(provisiond: str, tmp_path: Path) -> 
 
 
 def test_pending_then_rate_limited(provisiond: str) -> None:
-    status, body, retry = client.ask(provisiond, TOKEN, ["02:99:00:00:00:01"])
+    stranger = "02:99:00:00:00:01"
+    status, body, retry = client.ask(provisiond, box_secret(TOKEN, stranger), stranger, [])
     assert (status, body) == (202, {"status": "pending"}) and retry == 0
-    assert client.ask(provisiond, TOKEN, FRA1_SRV01)[0] == 200
-    status, _, retry = client.ask(provisiond, TOKEN, FRA1_SRV01)  # burst 2, 1 a minute
+    assert client.ask(provisiond, SECRET, FRA1_SRV01[0], FRA1_SRV01)[0] == 200
+    status, _, retry = client.ask(provisiond, SECRET, FRA1_SRV01[0], FRA1_SRV01)  # burst 2, 1 a minute
     assert status == 429 and retry >= 1
 
 
-def test_bad_token(provisiond: str) -> None:
-    status, body, _ = client.ask(provisiond, "wrong-token", FRA1_SRV01)
-    assert status == 401 and "identity" not in body
+def test_bad_secret(provisiond: str) -> None:
+    for wrong in ("wrong-secret", TOKEN, box_secret(TOKEN, FRA1_SRV01[1])):
+        status, body, _ = client.ask(provisiond, wrong, FRA1_SRV01[0], FRA1_SRV01)
+        assert status == 401 and body == {"error": "bad or missing secret for this MAC"}
+        break  # burst 2: one refusal is enough here; test_provisiond covers every kind
+
+
+def test_config_from_the_overlay(tmp_path: Path) -> None:
+    """The settings provisiond serves for a MAC are what the client reads, and nothing older."""
+    doc = derive_provisioning(load_valid(ROOT / "inventory" / "examples" / "fra1"), "fra1-ctl01")
+    plan = Plan.model_validate({**doc, "callhome_token": TOKEN})
+    data = callhome_overlay(plan, FRA1_SRV01[0])
+    start = data.index(b"{")
+    path = tmp_path / "callhome.json"
+    path.write_bytes(data[start : data.index(b"\n", start)])
+    config = client.read_config(path)
+    assert config["mac"] == FRA1_SRV01[0] and config["secret"] == SECRET and config["url"] == plan.callhome_url
+    path.write_text(json.dumps({"url": plan.callhome_url, "token": TOKEN, "pop": "fra1"}))
+    with pytest.raises(ValueError, match=r"callhome.json: missing mac, secret \(settings of an older provisiond\?\)"):
+        client.read_config(path)
+    path.write_bytes(b"\xff{")
+    with pytest.raises(ValueError, match=r"callhome\.json: unreadable"):
+        client.read_config(path)
 
 
 def test_refuses_files_outside_networkd() -> None:

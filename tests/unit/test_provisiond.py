@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import shutil
 import threading
 import urllib.error
@@ -15,10 +17,10 @@ from typing import Any
 import pytest
 
 from edgepop.agents.provisiond import pending
-from edgepop.agents.provisiond.callhome import BadRequest, RateLimiter, decide, parse_request, token_ok
+from edgepop.agents.provisiond.callhome import BadRequest, RateLimiter, box_secret, decide, parse_request, secret_ok
 from edgepop.agents.provisiond.cli import main as provisiond_main
 from edgepop.agents.provisiond.config import ConfigError, Plan, load_plan
-from edgepop.agents.provisiond.server import Context, callhome_overlay, make_server
+from edgepop.agents.provisiond.server import Context, make_server
 from edgepop.agents.provisiond.store import ImageStore
 from edgepop.cli import main
 from edgepop.derive import derive_provisioning
@@ -57,18 +59,21 @@ def test_rendered_plan_loads_and_names_a_placeholder_token(tmp_path: Path) -> No
 
 def test_decide_known_pending_conflict() -> None:
     plan = Plan.model_validate(lab_plan())
-    known = decide(plan, [*SRV1_MACS, "02:99:00:00:00:09"])
+    known = decide(plan, SRV1_MACS[0], [*SRV1_MACS, "02:99:00:00:00:09"])
     assert known.status == "known" and known.host == "srv1"
     assert known.unlisted == ["02:99:00:00:00:09"]
     assert known.identity is not None and known.identity["hostname"] == "srv1"
-    assert decide(plan, UNKNOWN).status == "pending"
-    conflict = decide(plan, ["02:00:00:00:01:00", "02:00:00:00:02:00"])
+    assert decide(plan, UNKNOWN[0], UNKNOWN).status == "pending"
+    conflict = decide(plan, "02:00:00:00:01:00", ["02:00:00:00:01:00", "02:00:00:00:02:00"])
     assert conflict.status == "conflict" and conflict.hosts == ["srv1", "srv2"]
+    # a secret for an unknown MAC is easy to get: it never buys the identity of the MACs beside it
+    borrowed = decide(plan, "02:99:00:00:00:09", [*SRV1_MACS, "02:99:00:00:00:09"])
+    assert borrowed.status == "unlisted_boot" and borrowed.identity is None and borrowed.host == "srv1"
 
 
 def test_identity_carries_network_keys_and_irq_inputs() -> None:
     plan = Plan.model_validate(lab_plan())
-    identity = decide(plan, SRV1_MACS).identity
+    identity = decide(plan, SRV1_MACS[0], SRV1_MACS).identity
     assert identity is not None
     nics = {n["name"]: n["mac"] for n in identity["nics"]}
     assert nics == dict(zip(["mgmt0", "ext0", "int0"], SRV1_MACS, strict=True))
@@ -82,14 +87,35 @@ def test_identity_carries_network_keys_and_irq_inputs() -> None:
 
 
 def test_parse_request() -> None:
-    assert parse_request({"macs": ["02:AA:00:00:00:01", "02:aa:00:00:00:01"]}) == ["02:aa:00:00:00:01"]
-    for bad in ({}, {"macs": []}, {"macs": ["nope"]}, {"macs": "02:aa:00:00:00:01"}, [1]):
-        with pytest.raises(BadRequest):
+    doc = {"mac": "02:AA:00:00:00:01", "macs": ["02:AA:00:00:00:01", "02:aa:00:00:00:01"]}
+    assert parse_request(doc) == ("02:aa:00:00:00:01", ["02:aa:00:00:00:01"])
+    one = "02:aa:00:00:00:01"
+    for bad, why in (
+        ({}, "expected a JSON object"),
+        ({"mac": one, "macs": []}, "expected 1 to 64 MACs, got 0"),
+        ({"mac": one, "macs": ["nope"]}, "'nope' is not a MAC address"),
+        ({"mac": one, "macs": one}, "expected a JSON object"),
+        ([1], "expected a JSON object"),
+        ({"macs": [one]}, '"mac" is missing'),
+        ({"mac": "02:aa:00:00:00:02", "macs": [one]}, '"mac" 02:aa:00:00:00:02 is not one of "macs"'),
+        ({"mac": 7, "macs": [one]}, "'int' is not a MAC address"),
+        ({"mac": one, "macs": [one] * 65}, "expected 1 to 64 MACs, got 65"),
+    ):
+        with pytest.raises(BadRequest, match=re.escape(why)):
             parse_request(bad)
 
 
-def test_token_and_rate_limit() -> None:
-    assert token_ok(TOKEN, TOKEN) and not token_ok(TOKEN[:-1], TOKEN) and not token_ok(None, TOKEN)
+def test_box_secret_is_per_mac_and_hides_the_token() -> None:
+    secret = box_secret(TOKEN, "02:00:00:00:01:00")
+    assert secret == box_secret(TOKEN, "02-00-00-00-01-00") == box_secret(TOKEN, "02:00:00:00:01:00".upper())
+    assert len(secret) == 64 and TOKEN not in secret
+    assert secret != box_secret(TOKEN, "02:00:00:00:01:01") != box_secret("another-pop-token-0123456789", "x")
+    assert secret_ok(secret, TOKEN, "02:00:00:00:01:00")
+    assert not secret_ok(secret, TOKEN, "02:00:00:00:01:01") and not secret_ok(None, TOKEN, "02:00:00:00:01:00")
+    assert not secret_ok(TOKEN, TOKEN, "02:00:00:00:01:00")  # the PoP token itself is no secret of any box
+
+
+def test_rate_limit() -> None:
     now = [0.0]
     limiter = RateLimiter(burst=2, per_minute=60, clock=lambda: now[0])
     assert [limiter.allow("a")[0] for _ in range(3)] == [True, True, False]
@@ -121,7 +147,12 @@ class Running:
     state: Path
 
 
-def start(tmp_path: Path, plan: Plan, *, burst: int = 50, store: ImageStore | None = None) -> Iterator[Running]:
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+
+
+def start(
+    tmp_path: Path, plan: Plan, *, burst: int = 50, store: ImageStore | None = None, **options: Any
+) -> Iterator[Running]:
     state = tmp_path / "state"
     ipxe = tmp_path / "ipxe"
     ipxe.mkdir(exist_ok=True)
@@ -135,8 +166,7 @@ def start(tmp_path: Path, plan: Plan, *, burst: int = 50, store: ImageStore | No
         pending_file=state / "pending.json",
         log_file=state / "requests.log",
         limiter=RateLimiter(burst, 6),
-        overlay=callhome_overlay(plan),
-        lock=threading.Lock(),
+        **{"boot_networks": LOOPBACK, **options},
     )
     state.mkdir(exist_ok=True)
     server = make_server(ctx, "127.0.0.1", 0)
@@ -155,11 +185,17 @@ def running(tmp_path: Path) -> Iterator[Running]:
     yield from start(tmp_path, Plan.model_validate(lab_plan()))
 
 
-def call(url: str, body: Any, token: str | None = TOKEN) -> tuple[int, dict[str, Any], dict[str, str]]:
+def call(
+    url: str, macs: list[str], secret: str | None = None, boot: str | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """POST /callhome as the image's client does: the boot MAC (the first) proven by its secret."""
+    boot = boot or macs[0]
+    secret = box_secret(TOKEN, boot) if secret is None else secret
     headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(f"{url}/callhome", json.dumps(body).encode(), headers, method="POST")
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    body = json.dumps({"mac": boot, "macs": macs}).encode()
+    request = urllib.request.Request(f"{url}/callhome", body, headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read()), dict(response.headers)
@@ -172,7 +208,7 @@ def log_lines(run: Running) -> list[dict[str, Any]]:
 
 
 def test_known_mac_gets_its_identity(running: Running) -> None:
-    status, body, _ = call(running.url, {"macs": SRV1_MACS})
+    status, body, _ = call(running.url, SRV1_MACS)
     assert status == 200 and body["status"] == "known"
     assert body["identity"]["hostname"] == "srv1" and body["identity"]["role"] == "server"
     assert not (running.state / "pending.json").exists()
@@ -183,7 +219,7 @@ def test_known_mac_gets_its_identity(running: Running) -> None:
 
 def test_unknown_mac_gets_nothing_and_is_queued(running: Running, capsys: pytest.CaptureFixture[str]) -> None:
     for _ in range(2):
-        status, body, _ = call(running.url, {"macs": UNKNOWN})
+        status, body, _ = call(running.url, UNKNOWN)
         assert status == 202 and body == {"status": "pending"}
     entries = pending.read(running.state / "pending.json")
     (entry,) = entries.values()
@@ -193,25 +229,39 @@ def test_unknown_mac_gets_nothing_and_is_queued(running: Running, capsys: pytest
     assert "02:99:00:00:00:01 02:99:00:00:00:02" in out and "calls 2" in out
 
 
-def test_bad_token_is_refused_and_logged(running: Running) -> None:
-    for token in ("wrong-token-of-the-same-length-xx", None):
-        status, body, _ = call(running.url, {"macs": SRV1_MACS}, token)
-        assert status == 401 and "identity" not in body
-    assert [line["result"] for line in log_lines(running)] == ["bad_token", "bad_token"]
+def test_bad_secret_is_refused_and_logged(running: Running) -> None:
+    wrong = [
+        box_secret(TOKEN, SRV1_MACS[1]),  # another MAC's secret
+        box_secret("another-pops-token-0123456789", SRV1_MACS[0]),
+        TOKEN,  # the PoP token is not a box's secret
+        "",
+    ]
+    for secret in wrong:
+        status, body, _ = call(running.url, SRV1_MACS, secret)
+        assert status == 401 and body == {"error": "bad or missing secret for this MAC"}
+    assert [line["result"] for line in log_lines(running)] == ["bad_secret"] * 4
     assert not (running.state / "pending.json").exists()
 
 
 def test_bad_body_is_refused(running: Running) -> None:
-    status, body, _ = call(running.url, {"macs": ["not-a-mac"]})
-    assert status == 400 and "not a MAC" in body["error"]
+    status, body, _ = call(running.url, ["not-a-mac"])
+    assert status == 400 and body == {"error": "'not-a-mac' is not a MAC address"}
+
+
+def test_unknown_boot_mac_beside_known_ones_gets_no_identity(running: Running) -> None:
+    stranger = "02:99:00:00:00:09"
+    status, body, _ = call(running.url, [*SRV1_MACS, stranger], boot=stranger)
+    assert status == 403 and body["status"] == "refused" and "identity" not in body
+    line = log_lines(running)[-1]
+    assert line["result"] == "unlisted_boot" and line["host"] == "srv1" and line["mac"] == stranger
 
 
 def test_too_many_requests(tmp_path: Path) -> None:
     for run in start(tmp_path, Plan.model_validate(lab_plan()), burst=3):
-        codes = [call(run.url, {"macs": SRV1_MACS})[0] for _ in range(3)]
-        status, _, headers = call(run.url, {"macs": SRV1_MACS})
-        # a client over its limit is refused before its token is even looked at
-        bad_token = call(run.url, {"macs": SRV1_MACS}, "nope")[0]
+        codes = [call(run.url, SRV1_MACS)[0] for _ in range(3)]
+        status, _, headers = call(run.url, SRV1_MACS)
+        # a client over its limit is refused before its secret is even looked at
+        bad_token = call(run.url, SRV1_MACS, "nope")[0]
         assert codes == [200, 200, 200] and status == 429 and bad_token == 429
         assert int(headers["Retry-After"]) >= 1
         assert [line["result"] for line in log_lines(run)][-2:] == ["rate_limited", "rate_limited"]
@@ -229,13 +279,54 @@ def test_ipxe_scripts_per_mac_and_default(running: Running) -> None:
     assert caught.value.code == 404
 
 
-def test_callhome_overlay_holds_the_token(running: Running) -> None:
-    with urllib.request.urlopen(f"{running.url}/callhome.cpio", timeout=5) as response:
-        data = response.read()
-    assert data.startswith(b"070701") and b"etc/edgepop/callhome.json" in data
-    assert json.dumps(TOKEN).encode() in data and b"TRAILER!!!" in data
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_callhome_overlay_holds_the_macs_secret_never_the_token(running: Running) -> None:
+    status, data = fetch(f"{running.url}/callhome/02-99-00-00-00-01.cpio")  # unknown MAC, boot network
+    assert status == 200 and data.startswith(b"070701") and b"TRAILER!!!" in data
+    assert b"etc/edgepop/callhome.json" in data and TOKEN.encode() not in data
+    start_ = data.index(b"{")
+    doc = json.loads(data[start_ : data.index(b"\n", start_)])
+    assert doc == {
+        "url": "http://203.0.113.5:8080/callhome",
+        "pop": "lab1",
+        "mac": "02:99:00:00:00:01",
+        "secret": box_secret(TOKEN, "02:99:00:00:00:01"),
+    }
     # the DHCP-on-every-port file comes with it: only netbooted boxes have it, never the image itself
     assert b"etc/systemd/network/zz-edgepop-boot.network" in data and b"DHCP=ipv4" in data
+    # the old PoP-wide archive is gone
+    assert fetch(f"{running.url}/callhome.cpio")[0] == 404
+
+
+def test_known_macs_settings_only_at_its_leased_address(tmp_path: Path) -> None:
+    """srv1's boot NIC is leased 203.0.113.11: the loopback client is not that box."""
+    for run in start(tmp_path, Plan.model_validate(lab_plan())):
+        status, data = fetch(f"{run.url}/callhome/02-00-00-00-01-00.cpio")
+        assert status == 403 and box_secret(TOKEN, SRV1_MACS[0]).encode() not in data
+        assert json.loads(data)["error"].startswith("this MAC's call-home settings are served only to the address")
+        assert log_lines(run)[-1]["result"] == "settings_refused"
+    doc = lab_plan()
+    for host in doc["dhcp_hosts"]:
+        if host["hostname"] == "srv1":
+            host["address_v4"] = "127.0.0.1"
+    (tmp_path / "leased").mkdir()
+    for run in start(tmp_path / "leased", Plan.model_validate(doc)):
+        status, data = fetch(f"{run.url}/callhome/02-00-00-00-01-00.cpio")
+        assert status == 200 and box_secret(TOKEN, SRV1_MACS[0]).encode() in data
+
+
+def test_unknown_macs_settings_only_on_the_boot_network(tmp_path: Path) -> None:
+    """An unknown MAC's settings go to the boot network only (the plan's network_v4 by default)."""
+    for run in start(tmp_path, Plan.model_validate(lab_plan()), boot_networks=None):
+        status, data = fetch(f"{run.url}/callhome/02-99-00-00-00-01.cpio")
+        assert status == 403 and json.loads(data) == {"error": "call-home settings are served only on the boot network"}
 
 
 # --- serving a release ------------------------------------------------------------------------------
@@ -309,5 +400,5 @@ def test_adopt_from_the_pending_queue(tmp_path: Path, capsys: pytest.CaptureFixt
     model = load_valid(inventory)
     assert sorted(n.mac for n in model.servers["srv5"].nics) == sorted(box)
     plan = Plan.model_validate({**derive_provisioning(model, "ctl1"), "callhome_token": TOKEN})
-    assert decide(plan, box).host == "srv5"
+    assert decide(plan, box[0], box).host == "srv5"
     assert main(argv) == 65  # nothing waits with that MAC any more

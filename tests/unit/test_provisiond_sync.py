@@ -17,7 +17,7 @@ import pytest
 
 from edgepop.agents.provisiond.callhome import RateLimiter
 from edgepop.agents.provisiond.config import ImageSpec, Plan
-from edgepop.agents.provisiond.server import Context, Handler, callhome_overlay, make_server
+from edgepop.agents.provisiond.server import Context, Handler, make_server
 from edgepop.agents.provisiond.store import ImageStore
 from edgepop.agents.provisiond.sync import Syncer, SyncError, sync_image
 from edgepop.derive import derive_provisioning
@@ -78,8 +78,6 @@ class Source:
             pending_file=tmp_path / "pending.json",
             log_file=tmp_path / "requests.log",
             limiter=RateLimiter(10, 10),
-            overlay=callhome_overlay(plan),
-            lock=threading.Lock(),
         )
         self.server = make_server(self.ctx, "127.0.0.1", 0)
         self.server.RequestHandlerClass = type("Bound", (Flaky,), {"ctx": self.ctx})

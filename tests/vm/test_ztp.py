@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from edgepop.agents.provisiond.callhome import box_secret
 from edgepop.agents.provisiond.config import ImageSpec
 from edgepop.agents.provisiond.store import ImageStore
 from edgepop.cli import main as edgepop_main
@@ -79,12 +80,17 @@ class Proof:
         argv = ["ssh", *SSH_OPTIONS, "-i", str(self.key), f"root@{ADDRESS}", command]
         return self.net.run(*argv, timeout=timeout, check=False)
 
-    def curl_callhome(self, macs: list[str], token: str) -> tuple[int, dict[str, Any]]:
+    def curl_callhome(self, macs: list[str], secret: str) -> tuple[int, dict[str, Any]]:
+        """POST /callhome from the control server's namespace, the first MAC as the boot MAC."""
         argv = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10", "-X", "POST"]
-        argv += ["-H", f"Authorization: Bearer {token}", "-d", json.dumps({"macs": macs})]
+        argv += ["-H", f"Authorization: Bearer {secret}", "-d", json.dumps({"mac": macs[0], "macs": macs})]
         out = self.net.run(*argv, f"http://{CONTROL}:8080/callhome").stdout
         body, _, code = out.rpartition("\n")
         return int(code), json.loads(body)
+
+    def curl_get(self, path: str) -> int:
+        argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]
+        return int(self.net.run(*argv, f"http://{CONTROL}:8080{path}", check=False).stdout or 0)
 
 
 def ansible_ping(net: PxeNet, key: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
@@ -195,7 +201,7 @@ def test_the_boot_went_through_provisiond(proof: Proof) -> None:
         ("GET", "/image/current/vmlinuz", 200),
         ("GET", "/image/current/initramfs.cpio.zst", 200),
         ("GET", "/image/current/agents.cpio.gz", 200),
-        ("GET", "/callhome.cpio", 200),
+        ("GET", "/callhome/52-54-00-e9-10-01.cpio", 200),
         ("POST", "/callhome", 200),
     ):
         assert expected in seen, sorted(seen)
@@ -203,11 +209,15 @@ def test_the_boot_went_through_provisiond(proof: Proof) -> None:
     assert f"{MAC} {ADDRESS} {SERVER}" in leases
 
 
-def test_unknown_mac_gets_no_role_and_a_bad_token_is_refused(proof: Proof) -> None:
-    code, body = proof.curl_callhome(["52:54:00:e9:99:01"], TOKEN)
+def test_unknown_mac_gets_no_role_and_a_bad_secret_is_refused(proof: Proof) -> None:
+    code, body = proof.curl_callhome(["52:54:00:e9:99:01"], box_secret(TOKEN, "52:54:00:e9:99:01"))
     assert code == 202 and body == {"status": "pending"}
-    code, body = proof.curl_callhome([MAC], "not-this-pops-token")
-    assert code == 401 and "identity" not in body
+    for wrong in ("not-this-boxs-secret", TOKEN, box_secret(TOKEN, "52:54:00:e9:99:01")):
+        code, body = proof.curl_callhome([MAC], wrong)
+        assert code == 401 and "identity" not in body
+    # srv1's settings go only to the address its lease gives it, not to the control server's
+    assert proof.curl_get("/callhome/52-54-00-e9-10-01.cpio") == 403
+    assert proof.curl_get("/callhome.cpio") == 404
 
 
 def test_an_unknown_box_waits_until_adopted(proof: Proof, tmp_path: Path) -> None:

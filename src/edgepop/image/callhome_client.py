@@ -2,15 +2,16 @@
 """edgepop-callhome: the boot client of the stateless image (standard library only).
 
 A server booted over PXE knows nothing about itself. provisiond appends a small initrd with
-/etc/edgepop/callhome.json (its URL, the PoP's token); this client reports every MAC of the box
-there and waits for the answer:
+/etc/edgepop/callhome.json (its URL, the MAC the box booted from and that MAC's secret, never the
+PoP's token); this client reports every MAC of the box there, proving the boot MAC with its secret,
+and waits for the answer:
 
 - known (200): it writes what the answer carries — hostname, the systemd-networkd files of its
   bonds and addresses (the same files the networkd role renders), root's SSH keys, and the NIC
   queue interrupt plan inputs that edgepop-irq-affinity.service (ordered after this unit) applies
   — renames its NICs to their inventory names and reloads networkd. Ansible can reach it then;
 - pending (202): the box is queued for the operator; it asks again every PENDING_RETRY_S;
-- refused (401), rate limited (429), unreachable: it waits and asks again, without end.
+- refused (401, 403, 409), rate limited (429), unreachable: it waits and asks again, without end.
 
 Kept free of edgepop imports: the image hook copies this file into the image as it is. The
 answer is also kept in /run/edgepop/identity.json for operators and tests.
@@ -61,21 +62,41 @@ def has_ipv4(run: Callable[[list[str]], str]) -> bool:
     return bool(run(["ip", "-4", "-o", "addr", "show", "scope", "global"]).strip())
 
 
-def ask(url: str, token: str, macs: Iterable[str], timeout: float = 10.0) -> tuple[int, dict[str, Any], float]:
-    """POST the MACs; (status, body, Retry-After seconds or 0)."""
-    body = json.dumps({"macs": sorted(macs)}).encode()
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+def ask(
+    url: str, secret: str, boot_mac: str, macs: Iterable[str], timeout: float = 10.0
+) -> tuple[int, dict[str, Any], float]:
+    """POST the MACs, the boot MAC first among them by name; (status, body, Retry-After seconds or 0)."""
+    body = json.dumps({"mac": boot_mac, "macs": sorted(set(macs) | {boot_mac})}).encode()
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
     request = urllib.request.Request(url, body, headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}"), 0.0
+            answer = json.loads(response.read(1 << 22) or b"{}")
+            return response.status, answer if isinstance(answer, dict) else {}, 0.0
     except urllib.error.HTTPError as exc:
         try:
-            doc = json.loads(exc.read() or b"{}")
+            doc = json.loads(exc.read(1 << 16) or b"{}")
         except ValueError:
             doc = {}
         retry = exc.headers.get("Retry-After", "0") if exc.headers else "0"
-        return exc.code, doc, float(retry) if retry.isdigit() else 0.0
+        return exc.code, doc if isinstance(doc, dict) else {}, float(retry) if retry.isdigit() else 0.0
+
+
+def read_config(path: Path = CONFIG) -> dict[str, str]:
+    """The call-home settings provisiond sent with this boot; ValueError names what is wrong."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    missing = [key for key in ("url", "mac", "secret") if not isinstance(doc.get(key), str)]
+    if missing:
+        raise ValueError(f"{path}: missing {', '.join(missing)} (settings of an older provisiond?)")
+    mac = doc["mac"].lower()
+    if not _MAC.match(mac):
+        raise ValueError(f"{path}: mac is not a MAC address")
+    return {"url": doc["url"], "mac": mac, "secret": doc["secret"], "pop": str(doc.get("pop", ""))}
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -153,7 +174,11 @@ def main(sleep: Callable[[float], None] = time.sleep) -> int:
     if not CONFIG.is_file():
         log(f"{CONFIG} is missing: not a provisioned boot, nothing to do")
         return 0
-    config = json.loads(CONFIG.read_text())
+    try:
+        config = read_config()
+    except ValueError as exc:
+        log(str(exc))
+        return 1
     started = time.monotonic()
     while not has_ipv4(_run):
         sleep(1.0)
@@ -161,7 +186,7 @@ def main(sleep: Callable[[float], None] = time.sleep) -> int:
     log(f"calling home to {config['url']} with {', '.join(macs)}")
     while True:
         try:
-            status, body, retry = ask(config["url"], config["token"], macs)
+            status, body, retry = ask(config["url"], config["secret"], config["mac"], macs)
         except (OSError, ValueError) as exc:
             log(f"call-home failed: {exc}; retrying")
             sleep(ERROR_RETRY_S)
@@ -178,11 +203,11 @@ def main(sleep: Callable[[float], None] = time.sleep) -> int:
         elif status == 429:
             sleep(max(retry, ERROR_RETRY_S))
         elif status == 401:
-            log("the call-home token was refused")
+            log(f"the call-home secret for {config['mac']} was refused")
             sleep(REFUSED_RETRY_S)
         else:
             log(f"call-home answered {status}: {body.get('error', body)}")
-            sleep(REFUSED_RETRY_S if status == 409 else ERROR_RETRY_S)
+            sleep(REFUSED_RETRY_S if status in (403, 409) else ERROR_RETRY_S)
 
 
 if __name__ == "__main__":

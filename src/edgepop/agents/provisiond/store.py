@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepop.agents.provisiond.config import ImageSpec
+from edgepop.agents.statefile import fsync_directory
 from edgepop.image.release import MANIFEST, SIGNATURE, ImageVerifyError, Manifest, verify_release
 
 CURRENT = "current"
@@ -85,6 +86,7 @@ class ImageStore:
         tmp.unlink(missing_ok=True)
         os.symlink(manifest.version, tmp)
         os.replace(tmp, self.root / CURRENT)
+        fsync_directory(self.root)  # the switch survives a power cut right after it
         self._served = manifest
         return manifest
 
