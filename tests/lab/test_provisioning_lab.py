@@ -4,8 +4,9 @@ The control server's namespace runs dnsmasq with the configuration rendered from
 (DHCP + TFTP) and provisiond with the rendered plan; the box's namespace has one veth with srv1's
 management MAC and uses busybox's udhcpc and tftp, then curl, the way the image's boot chain does:
 a lease with the inventory's hostname and address, the iPXE boot file, boot.ipxe over TFTP, its own
-iPXE script over HTTP, then call-home with a known MAC, an unknown MAC, a bad token and too many
-requests. Nothing leaves the two namespaces.
+iPXE script over HTTP and its call-home settings (its MAC's secret, served only at its leased
+address), then call-home with a known MAC, an unknown MAC, a bad secret and too many requests.
+Nothing leaves the two namespaces.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from edgepop.agents.provisiond.callhome import box_secret
 from edgepop.derive import derive_control
 from edgepop.render import render_device
 from edgepop.validate import load_valid
@@ -76,6 +78,9 @@ class Lab:
     def box(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", self.box_ns, *argv, check=check, timeout=timeout)
 
+    def requests(self) -> list[dict[str, object]]:
+        return [json.loads(x) for x in (self.state / "requests.log").read_text().splitlines()]
+
     def dhcp(self, mac: str) -> dict[str, str] | None:
         """udhcpc on the box's NIC with this MAC: the lease's variables, or None without a lease."""
         self.box("ip", "link", "set", self.box_if, "down")
@@ -91,11 +96,13 @@ class Lab:
             return None
         return dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
 
-    def callhome(self, macs: list[str], token: str | None = TOKEN) -> tuple[int, dict[str, object]]:
+    def callhome(self, macs: list[str], secret: str | None = None) -> tuple[int, dict[str, object]]:
+        """POST /callhome as the image's client: the first MAC is the boot MAC, proven by its secret."""
+        secret = box_secret(TOKEN, macs[0]) if secret is None else secret
         argv = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "--max-time", "10"]
-        if token is not None:
-            argv += ["-H", f"Authorization: Bearer {token}"]
-        argv += ["-H", "Content-Type: application/json", "-d", json.dumps({"macs": macs})]
+        argv += ["-H", f"Authorization: Bearer {secret}"]
+        body = json.dumps({"mac": macs[0], "macs": macs})
+        argv += ["-H", "Content-Type: application/json", "-d", body]
         out = self.box(*argv, f"http://{CONTROL}:8080/callhome").stdout
         body, _, code = out.rpartition("\n")
         return int(code), json.loads(body)
@@ -190,6 +197,25 @@ def test_known_mac_gets_its_lease_boot_file_and_scripts(lab: Lab) -> None:
     assert (lab.workdir / "got.ipxe").read_text().startswith("#!ipxe\n")
     script = lab.box("curl", "-sf", f"http://{CONTROL}:8080/ipxe/02-00-00-00-01-00.ipxe").stdout
     assert "edgepop.host=srv1" in script and f"http://{CONTROL}:8080/image/current/vmlinuz" in script
+    assert f"initrd http://{CONTROL}:8080/callhome/02-00-00-00-01-00.cpio" in script
+    # the settings the script loads: this MAC's secret, at the address the lease gave, never the token
+    settings = lab.workdir / "callhome.cpio"
+    lab.box("curl", "-sf", "-o", str(settings), f"http://{CONTROL}:8080/callhome/02-00-00-00-01-00.cpio")
+    data = settings.read_bytes()
+    assert box_secret(TOKEN, SRV1_MAC).encode() in data and TOKEN.encode() not in data
+    # another box of the same network asking for srv1's settings is refused
+    lab.box("ip", "addr", "add", "203.0.113.40/26", "dev", lab.box_if)
+    try:
+        argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--interface", "203.0.113.40"]
+        code = lab.box(*argv, f"http://{CONTROL}:8080/callhome/02-00-00-00-01-00.cpio").stdout
+        assert code == "403"
+        # while an unknown MAC's settings go to anyone on the boot network (it may only be queued)
+        code = lab.box(*argv, f"http://{CONTROL}:8080/callhome/02-99-00-00-00-01.cpio").stdout
+        assert code == "200"
+    finally:
+        lab.box("ip", "addr", "del", "203.0.113.40/26", "dev", lab.box_if)
+    refused = [x for x in lab.requests() if x["path"] == "/callhome/02-00-00-00-01-00.cpio"]
+    assert [(x["client"], x["status"]) for x in refused] == [("203.0.113.11", 200), ("203.0.113.40", 403)]
 
 
 def test_unknown_mac_gets_no_lease(lab: Lab) -> None:
@@ -197,7 +223,7 @@ def test_unknown_mac_gets_no_lease(lab: Lab) -> None:
     assert "no address available" in (lab.workdir / "dnsmasq.log").read_text()
 
 
-def test_callhome_known_unknown_bad_token_and_too_many(lab: Lab) -> None:
+def test_callhome_known_unknown_bad_secret_and_too_many(lab: Lab) -> None:
     assert lab.dhcp(SRV1_MAC) is not None
     code, body = lab.callhome(SRV1_MACS)
     assert code == 200 and body["status"] == "known"
@@ -205,7 +231,7 @@ def test_callhome_known_unknown_bad_token_and_too_many(lab: Lab) -> None:
     assert isinstance(identity, dict) and identity["hostname"] == "srv1"
     code, body = lab.callhome(["02:99:00:00:00:01", "02:99:00:00:00:02"])
     assert code == 202 and body == {"status": "pending"}
-    code, body = lab.callhome(SRV1_MACS, token="not-the-token-of-this-pop")
+    code, body = lab.callhome(SRV1_MACS, secret=TOKEN)  # the PoP token is no box's secret
     assert code == 401 and "identity" not in body
     code, _ = lab.callhome(SRV1_MACS)  # the fourth: the bucket (burst 4) is empty now
     assert code == 200
@@ -213,7 +239,7 @@ def test_callhome_known_unknown_bad_token_and_too_many(lab: Lab) -> None:
     assert code == 429 and body == {"error": "too many requests"}
     lines = [json.loads(x) for x in (lab.state / "requests.log").read_text().splitlines()]
     calls = [x for x in lines if x["path"] == "/callhome"]
-    assert [x["result"] for x in calls] == ["known", "pending", "bad_token", "known", "rate_limited"]
+    assert [x["result"] for x in calls] == ["known", "pending", "bad_secret", "known", "rate_limited"]
     assert {x["client"] for x in calls} == {"203.0.113.11"}
     pending = lab.box(
         str(ROOT / ".venv" / "bin" / "edgepop"), "provisioning", "pending", "--state-dir", str(lab.state)
