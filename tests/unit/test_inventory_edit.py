@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import shutil
@@ -567,3 +568,122 @@ def test_file_mode_is_kept(lab_copy: Path) -> None:
     assert path.stat().st_mode & 0o7777 == 0o600
     assert (lab_copy / "hosts.yml").stat().st_mode & 0o7777 == 0o640
     assert "anycast_weight: 250" in path.read_text()
+
+
+# --- numbers and MACs on the command line --------------------------------------------------------
+
+NOT_DIGITS = ["\uff11\uff12\uff13", "\u0663", "1_000", " 12 ", "+5", "-5", "12\n", "\u00b2", "0x10", "1e3", ""]
+
+
+def usage_error(*args: str) -> int:
+    try:
+        return edit(*args)
+    except SystemExit as exc:  # argparse's own errors
+        return int(exc.code or 0)
+
+
+@pytest.mark.parametrize("value", NOT_DIGITS)
+def test_numbers_are_ascii_digits_only(lab_copy: Path, capsys: pytest.CaptureFixture[str], value: str) -> None:
+    before = snapshot(lab_copy)
+    assert usage_error("set-weight", str(lab_copy), "srv2", value) == EX_USAGE
+    assert f"argument weight: expected a whole number in digits 0-9, got {value!r}" in capsys.readouterr().err
+    add = ["add-server", str(lab_copy), "srv5", "--like", "srv4", *NEW_SERVER]
+    assert usage_error(*add, f"--weight={value}") == EX_USAGE
+    assert f"argument --weight: expected a whole number in digits 0-9, got {value!r}" in capsys.readouterr().err
+    outlet = [*add[: add.index("--pdu-outlet")], f"--pdu-outlet=pdu1:{value}"]
+    assert usage_error(*outlet) == EX_USAGE
+    shown = repr(f"pdu1:{value}")
+    assert f"argument --pdu-outlet: expected [PDU:]OUTLET, the outlet in digits 0-9, got {shown}" in (
+        capsys.readouterr().err
+    )
+    assert snapshot(lab_copy) == before
+
+
+def test_plain_digits_still_work(lab_copy: Path) -> None:
+    assert edit("set-weight", str(lab_copy), "srv2", "0250") == EX_OK
+    assert "  anycast_weight: 250\n" in (lab_copy / "host_vars" / "srv2.yml").read_text()
+
+
+BAD_MACS = [
+    ("ff:ff:ff:ff:ff:ff", "ff:ff:ff:ff:ff:ff is the broadcast MAC, not a NIC's address"),
+    ("01-00-5E-00-00-01", "01:00:5e:00:00:01 is a multicast MAC (the first octet is odd), not a NIC's address"),
+    ("000000000000", "00:00:00:00:00:00 is the all-zero MAC, not a NIC's address"),
+    ("02:00:00:00:05:00:00", "'02:00:00:00:05:00:00' is not a MAC address"),
+    ("\uff102:00:00:00:05:00", "'\uff102:00:00:00:05:00' is not a MAC address"),
+]
+
+
+@pytest.mark.parametrize(("mac", "message"), BAD_MACS)
+def test_mac_arguments_must_be_a_nics_own(
+    lab_copy: Path, capsys: pytest.CaptureFixture[str], mac: str, message: str
+) -> None:
+    before = snapshot(lab_copy)
+    macs = ["mgmt0=02:00:00:00:05:00", f"ext0={mac}", "int0=02:00:00:00:05:02"]
+    args = [a for a in NEW_SERVER if not a.startswith(("--mac", "mgmt0=02", "ext0=02", "int0=02"))]
+    assert usage_error("add-server", str(lab_copy), "srv5", "--like", "srv4", "--mac", *macs, *args) == EX_USAGE
+    err = capsys.readouterr().err
+    assert f"argument --mac: {message}" in err and "Traceback" not in err
+    assert usage_error("adopt", str(lab_copy), "--mac", "02:00:00:00:05:00", mac, "--as", "srv5") == EX_USAGE
+    assert f"argument --mac: {message}" in capsys.readouterr().err
+    assert snapshot(lab_copy) == before
+
+
+def test_macs_given_to_the_commands_directly_are_checked(lab_copy: Path) -> None:
+    """provisiond and scripts build a ServerSpec without the CLI; its MACs get the same check."""
+    from edgepop.inventory_edit.changeset import EditError
+    from edgepop.inventory_edit.clone import ServerSpec
+    from edgepop.inventory_edit.commands import add_server, adopt
+
+    spec = ServerSpec(macs_in_order=["02:00:00:00:05:00", "01:00:5e:00:00:01", "02:00:00:00:05:02"])
+    with pytest.raises(EditError) as caught:
+        adopt(lab_copy, "srv5", spec, like="srv4")
+    assert str(caught.value) == (
+        "cannot adopt srv5:\n  --mac 01:00:5e:00:00:01: 01:00:5e:00:00:01 is a multicast MAC (the first "
+        "octet is odd), not a NIC's address"
+    )
+    spec = ServerSpec(macs={"mgmt0": "00-00-00-00-00-00", "ext0": "02:00:00:00:05:01", "int0": "02:00:00:00:05:02"})
+    with pytest.raises(EditError) as caught:
+        add_server(lab_copy, "srv5", spec, like="srv4")
+    assert "--mac mgmt0=00-00-00-00-00-00: 00:00:00:00:00:00 is the all-zero MAC, not a NIC's address" in str(
+        caught.value
+    )
+
+
+def test_a_template_file_with_a_multicast_mac_is_refused(
+    lab_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = tmp_path / "srv5.yml"
+    body.write_text(
+        expected_srv5((lab_copy / "host_vars" / "srv4.yml").read_text()).replace(
+            "02:00:00:00:05:01", "03:00:00:00:05:01"
+        )
+    )
+    before = snapshot(lab_copy)
+    args = ["--ansible-host", "203.0.113.15", "--new-switch-ports"]
+    assert edit("add-server", str(lab_copy), "srv5", "--from", str(body), *args) == EX_DATAERR
+    err = capsys.readouterr().err
+    assert f"{lab_copy}/host_vars/srv5.yml" in err and "03:00:00:00:05:01 is a multicast MAC" in err
+    assert snapshot(lab_copy) == before
+
+
+def write_queue(state: Path, macs: list[str]) -> Path:
+    state.mkdir(parents=True, exist_ok=True)
+    queue = state / "pending.json"
+    entry = {"macs": macs, "first_seen": "2024-01-01T00:00:00Z", "last_seen": "2024-01-01T00:00:00Z", "calls": 1}
+    queue.write_text(json.dumps({",".join(sorted(macs)): entry}))
+    return queue
+
+
+def test_pending_queue_macs_are_checked(lab_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    queue = write_queue(tmp_path / "state", ["02:00:00:00:05:00", "02:00:00:00:05:01", "01:00:5e:00:00:01"])
+    queued = queue.read_bytes()
+    before = snapshot(lab_copy)
+    args = ["adopt", str(lab_copy), "--pending", str(tmp_path / "state"), "--mac", "02:00:00:00:05:01"]
+    assert edit(*args, "--as", "srv5", "--like", "srv4") == EX_DATAERR
+    err = capsys.readouterr().err
+    key = "01:00:5e:00:00:01,02:00:00:00:05:00,02:00:00:00:05:01"
+    assert (
+        f"edgepop inventory adopt: {queue}: entry {key!r}: macs[2]: 01:00:5e:00:00:01 is a multicast MAC "
+        "(the first octet is odd), not a NIC's address"
+    ) in err
+    assert snapshot(lab_copy) == before and queue.read_bytes() == queued
