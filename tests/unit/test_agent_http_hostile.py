@@ -116,3 +116,22 @@ def test_connections_beyond_the_cap_get_503_and_the_slots_come_back(relay: Relay
     while not healthy(relay.port):
         assert time.monotonic() < deadline, "the slots were never released"
         time.sleep(0.05)
+
+
+def test_the_status_endpoint_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgepop.agents.common import StatusServer
+
+    monkeypatch.setattr(http.QuietHandler, "timeout", 0.5)
+    server = StatusServer("127.0.0.1", 0, lambda: {"ok": True}, lambda snap: "up 1\n")
+    server.start()
+    try:
+        slow = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        slow.sendall(b"GET /status HTTP/1.1\r\n")
+        ok = exchange(server.port, b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status(ok) == 200 and ok.endswith(b'{"ok": true}')
+        assert status(exchange(server.port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n")) == 400
+        assert status(exchange(server.port, b"GET /../../etc/shadow HTTP/1.1\r\n\r\n")) == 404
+        assert slow.recv(1024) == b""
+        slow.close()
+    finally:
+        server.stop()

@@ -9,24 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from edgepop.agents.http import BoundedServer, QuietHandler
 from edgepop.model import safe_yaml
 
 Snapshot = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
-
-_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux: bind before the address is configured
 
 
 class ConfigError(Exception):
@@ -160,28 +157,18 @@ def agent_main(
 # --- status endpoint ------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(BoundedServer):
+    freebind = True  # the status address may be configured after the agent starts
 
     def __init__(
-        self,
-        addr: tuple[str, int],
-        family: socket.AddressFamily,
-        source: Callable[[], Snapshot],
-        metrics: Callable[[Snapshot], str],
+        self, addr: tuple[str, int], source: Callable[[], Snapshot], metrics: Callable[[Snapshot], str]
     ) -> None:
-        self.address_family = family
         self.source = source
         self.metrics = metrics
         super().__init__(addr, _Handler)
 
-    def server_bind(self) -> None:
-        if self.address_family == socket.AF_INET:
-            self.socket.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
-        super().server_bind()
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
 
     def do_GET(self) -> None:
@@ -200,9 +187,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
 
 class StatusServer:
     """Serves the latest snapshot on `address:port` from a background thread: `/status` as JSON,
@@ -212,8 +196,7 @@ class StatusServer:
     def __init__(
         self, address: str, port: int, source: Callable[[], Snapshot], metrics: Callable[[Snapshot], str]
     ) -> None:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self.httpd = _Server((address, port), family, source, metrics)
+        self.httpd = _Server((address, port), source, metrics)
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="status", daemon=True)
 
