@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -687,3 +688,157 @@ def test_pending_queue_macs_are_checked(lab_copy: Path, tmp_path: Path, capsys: 
         "(the first octet is odd), not a NIC's address"
     ) in err
     assert snapshot(lab_copy) == before and queue.read_bytes() == queued
+
+
+# --- all files or none ----------------------------------------------------------------------------
+
+
+def modes(root: Path) -> dict[str, int]:
+    return {p.relative_to(root).as_posix(): p.stat().st_mode & 0o7777 for p in sorted(root.rglob("*"))}
+
+
+def no_litter(root: Path) -> None:
+    assert not [p.name for p in root.rglob(".*") if p.name.endswith((".tmp", ".bak"))]
+
+
+@pytest.mark.parametrize("failing", [1, 2, 3])
+def test_staging_failure_changes_nothing(
+    lab_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, failing: int
+) -> None:
+    """The disk fills up while the new files are written: none of them is put in place."""
+    (lab_copy / "host_vars" / "sw1.yml").chmod(0o600)
+    before, before_modes = snapshot(lab_copy), modes(lab_copy)
+    real_fsync = os.fsync
+    calls: list[int] = []
+
+    def full_disk(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == failing:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert edit("add-server", str(lab_copy), "srv5", "--like", "srv4", *NEW_SERVER) == EX_IOERR
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "No space left on device; nothing was changed" in err
+    assert re.search(r"cannot write (hosts\.yml|host_vars/(srv5|sw1)\.yml): ", err)
+    assert snapshot(lab_copy) == before and modes(lab_copy) == before_modes
+    no_litter(lab_copy)
+
+
+def test_permission_denied_on_a_directory_changes_nothing(
+    lab_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """host_vars/ is not writable (root ignores the mode bits, so mkstemp is refused instead)."""
+    before = snapshot(lab_copy)
+    real_mkstemp = tempfile.mkstemp
+
+    def refuse(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        if Path(str(kwargs.get("dir"))).name == "host_vars":
+            raise PermissionError(13, "Permission denied", str(kwargs["dir"]))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert edit("add-server", str(lab_copy), "srv5", "--like", "srv4", *NEW_SERVER) == EX_IOERR
+    monkeypatch.undo()
+    assert "Permission denied; nothing was changed" in capsys.readouterr().err
+    assert snapshot(lab_copy) == before
+    no_litter(lab_copy)
+
+
+def test_failed_deletion_puts_the_changed_files_back(
+    lab_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """remove-server rewrites hosts.yml and sw1.yml, then deletes srv4.yml: that last step fails."""
+    (lab_copy / "hosts.yml").chmod(0o640)
+    before, before_modes = snapshot(lab_copy), modes(lab_copy)
+    inodes = {rel: (lab_copy / rel).stat().st_ino for rel in ("hosts.yml", "host_vars/sw1.yml")}
+    real_unlink = Path.unlink
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        if self == lab_copy / "host_vars" / "srv4.yml":  # not the scratch copy validated before
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert edit("remove-server", str(lab_copy), "srv4") == EX_IOERR
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "cannot write host_vars/srv4.yml: Permission denied; rolled back" in err
+    assert snapshot(lab_copy) == before and modes(lab_copy) == before_modes
+    # put back by renaming the very files that were there, not by writing their text again
+    assert {rel: (lab_copy / rel).stat().st_ino for rel in inodes} == inodes
+    no_litter(lab_copy)
+
+
+def test_a_failed_roll_back_says_where_the_old_content_is(
+    lab_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def flaky(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        calls.append(os.fspath(src))
+        if len(calls) == 2 or os.fspath(src).endswith(".bak"):
+            raise OSError(5, "Input/output error", os.fspath(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    assert edit("remove-server", str(lab_copy), "srv4") == EX_IOERR
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    found = re.search(r"roll-back failed for (\S+) \(Input/output error, its old content is in (\S+)\)", err)
+    assert found, err
+    rel, backup = found.groups()
+    assert (lab_copy / rel).with_name(backup).read_bytes() == (LAB / rel).read_bytes()
+
+
+def test_writes_are_atomic_renames_of_synced_files_beside_the_target(
+    lab_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append(("replace", f"{os.fspath(src)} -> {os.fspath(dst)}"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    assert edit("add-server", str(lab_copy), "srv5", "--like", "srv4", *NEW_SERVER) == EX_OK
+    monkeypatch.undo()
+    replaced = [(i, *detail.split(" -> ")) for i, (kind, detail) in enumerate(events) if kind == "replace"]
+    assert sorted(Path(dst).relative_to(lab_copy).as_posix() for _, _, dst in replaced) == [
+        "host_vars/srv5.yml",
+        "host_vars/sw1.yml",
+        "hosts.yml",
+    ]
+    for at, src, dst in replaced:
+        assert Path(src).parent == Path(dst).parent and Path(src).name.startswith(f".{Path(dst).name}.")
+        assert ("fsync", src) in events[:at]  # the content is on disk before the rename
+    synced_dirs = {path for kind, path in events[replaced[-1][0] :] if kind == "fsync"}
+    assert {str(lab_copy), str(lab_copy / "host_vars")} <= synced_dirs  # and the renames after it
+    no_litter(lab_copy)
+
+
+def test_a_file_changed_meanwhile_is_not_overwritten(lab_copy: Path) -> None:
+    from edgepop.inventory_edit.changeset import EditError
+    from edgepop.inventory_edit.commands import set_weight
+
+    plan = set_weight(lab_copy, "srv2", 250)
+    changes = plan.changes.changes()
+    path = lab_copy / "host_vars" / "srv2.yml"
+    theirs = path.read_text() + "# someone else's line\n"
+    path.write_text(theirs)
+    with pytest.raises(EditError) as caught:
+        plan.changes.write(changes)
+    assert str(caught.value) == (
+        "host_vars/srv2.yml was changed by someone else while this edit ran; nothing was changed, run the edit again"
+    )
+    assert path.read_text() == theirs
+    no_litter(lab_copy)

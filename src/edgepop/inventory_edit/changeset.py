@@ -2,14 +2,27 @@
 
 An edit works on in-memory documents. Before anything is written, the candidate files are put into
 a scratch copy of the inventory and the whole copy is validated; only a valid result reaches the
-real inventory. Each file is written to a temporary file beside it and renamed into place; if a
-rename or a deletion fails half-way, the files already changed are put back as they were.
+real inventory. Then, in this order:
+
+1. every file still holds the bytes the edit started from (else someone changed it meanwhile);
+2. every new text is written to a temporary file beside its target (same file system), flushed
+   with fsync and given the target's mode; a failure here (disk full, permission) removes the
+   temporary files and nothing was changed;
+3. every file the edit replaces or deletes gets a second name (a hard link) in its directory: the
+   way back, which costs no disk space and needs no writing when it is used;
+4. the temporary files are renamed over their targets and deleted files unlinked; if one of these
+   fails, the second names are renamed back over the files already changed, so every file is the
+   very inode it was, content and mode alike;
+5. the directories are synced and the second names removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -83,6 +96,7 @@ class ChangeSet:
         self.root = root.resolve()
         self._docs: dict[Path, YamlDoc] = {}
         self._before: dict[Path, str | None] = {}
+        self._read: dict[Path, bytes] = {}  # the bytes each existing file had when it was read
         self._deleted: set[Path] = set()
 
     def rel(self, path: Path) -> str:
@@ -93,6 +107,7 @@ class ChangeSet:
         path = path.resolve()
         if path not in self._docs:
             text = read_source(path)
+            self._read[path] = text.encode("utf-8")
             try:
                 self._docs[path] = YamlDoc.parse(text, self.rel(path))
             except RoundTripError as exc:
@@ -110,8 +125,10 @@ class ChangeSet:
     def delete(self, path: Path) -> None:
         path = path.resolve()
         try:
+            data = path.read_bytes()
+            self._read[path] = data
             # any bytes may go: the text is only shown in --diff
-            self._before[path] = path.read_bytes().decode("utf-8", errors="replace")
+            self._before[path] = data.decode("utf-8", errors="replace")
         except OSError as exc:
             raise EditError(f"cannot read {path}: {exc.strerror or exc}", "io") from None
         self._docs.pop(path, None)
@@ -145,37 +162,72 @@ class ChangeSet:
             return validate_inventory(copy)
 
     def write(self, changes: list[Change]) -> None:
-        """Apply the changes; all of them or, on an I/O error, none."""
-        staged: list[tuple[Path, Path]] = []
+        """Apply the changes; all of them or, on an I/O error, none (see the module docstring)."""
+        targets = [(change, self.root / change.rel) for change in changes]
+        for change, target in targets:
+            self._unchanged_since_read(change, target)
+        staged: dict[Path, Path] = {}
+        backups: dict[Path, Path] = {}
         try:
-            for change in changes:
+            for change, target in targets:
                 if change.after is not None:
-                    target = self.root / change.rel
-                    staged.append((_stage(target, change.after), target))
+                    staged[target] = _stage(target, change.after)
+            for change, target in targets:
+                if change.before is not None:
+                    backups[target] = _second_name(target)
         except OSError as exc:
-            for tmp, _ in staged:
-                tmp.unlink(missing_ok=True)
-            raise EditError(f"cannot write {self.root}: {exc}; nothing was changed", "io") from None
-        done: list[Change] = []
+            _discard([*staged.values(), *backups.values()])
+            raise EditError(
+                f"cannot write {self._name(exc)}: {exc.strerror or exc}; nothing was changed", "io"
+            ) from None
+
+        done: list[tuple[Change, Path]] = []
         try:
             # deletions last: a failure before them leaves no file missing
-            for change in sorted(changes, key=lambda c: c.after is None):
-                target = self.root / change.rel
+            for change, target in sorted(targets, key=lambda ct: ct[0].after is None):
                 if change.after is None:
                     target.unlink()
-                    _remove_empty_dir(target.parent, self.root)
                 else:
-                    tmp = next(t for t, dest in staged if dest == target)
-                    os.replace(tmp, target)
-                    _sync_dir(target.parent)
-                done.append(change)
+                    os.replace(staged[target], target)
+                    del staged[target]
+                done.append((change, target))
         except OSError as exc:
-            failed = self.rel(Path(exc.filename)) if exc.filename else "a file"
-            problems = _roll_back(self.root, done)
-            for tmp, _ in staged:
-                tmp.unlink(missing_ok=True)
+            problems = _roll_back(done, backups, self.root)
+            _discard([*staged.values(), *backups.values()])
             rolled = "rolled back" if not problems else "roll-back failed for " + ", ".join(problems)
-            raise EditError(f"cannot write {failed}: {exc.strerror or exc}; {rolled}", "io") from None
+            raise EditError(f"cannot write {self._name(exc)}: {exc.strerror or exc}; {rolled}", "io") from None
+
+        for directory in sorted({target.parent for _, target in targets if target.parent.exists()}):
+            _sync_dir(directory)
+        _discard(list(backups.values()))
+        for change, target in targets:
+            if change.after is None:
+                _remove_empty_dir(target.parent, self.root)
+
+    def _unchanged_since_read(self, change: Change, target: Path) -> None:
+        """Refuse to overwrite what someone else wrote after this edit read the file."""
+        try:
+            now: bytes | None = target.read_bytes()
+        except FileNotFoundError:
+            now = None
+        except OSError as exc:
+            raise EditError(f"cannot read {target}: {exc.strerror or exc}; nothing was changed", "io") from None
+        expected = None if change.before is None else self._read.get(target.resolve())
+        if now != expected:
+            what = "was created" if expected is None else "was deleted" if now is None else "was changed"
+            raise EditError(
+                f"{change.rel} {what} by someone else while this edit ran; nothing was changed, run the edit again",
+                "io",
+            )
+
+    def _name(self, exc: OSError) -> str:
+        if not exc.filename:
+            return str(self.root)
+        path = Path(os.fsdecode(exc.filename))
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
 
 
 def _stage(target: Path, text: str) -> Path:
@@ -189,10 +241,24 @@ def _stage(target: Path, text: str) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, _mode_for(target))
-    except OSError:
+    except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if not exc.filename:
+            exc.filename = str(target)
         raise
     return tmp
+
+
+def _second_name(target: Path) -> Path:
+    """A hard link to the file as it is now, beside it: the way back if the edit fails half-way."""
+    for _ in range(100):
+        link = target.with_name(f".{target.name}.{secrets.token_hex(4)}.bak")
+        try:
+            os.link(target, link)
+        except FileExistsError:
+            continue
+        return link
+    raise OSError(errno.EEXIST, "no free name for a backup link", str(target))
 
 
 def _mode_for(target: Path) -> int:
@@ -214,21 +280,38 @@ def _sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _discard(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):  # a stray temporary or backup file; the inventory is consistent
+            path.unlink(missing_ok=True)
+
+
 def _remove_empty_dir(directory: Path, root: Path) -> None:
     """A host_vars/<host>/ directory goes once its last file is gone."""
-    if directory != root and directory.parent.name == "host_vars" and not any(directory.iterdir()):
+    if (
+        directory != root
+        and directory.parent.name == "host_vars"
+        and directory.is_dir()
+        and not any(directory.iterdir())
+    ):
         directory.rmdir()
 
 
-def _roll_back(root: Path, done: list[Change]) -> list[str]:
+def _roll_back(done: list[tuple[Change, Path]], backups: dict[Path, Path], root: Path) -> list[str]:
+    """Put every file already changed back: its second name over it, or a new file removed."""
     problems: list[str] = []
-    for change in reversed(done):
-        target = root / change.rel
+    for change, target in reversed(done):
         try:
             if change.before is None:
                 target.unlink(missing_ok=True)
             else:
-                os.replace(_stage(target, change.before), target)
-        except OSError:
-            problems.append(change.rel)
+                os.replace(backups[target], target)
+                del backups[target]
+        except OSError as exc:
+            kept = f", its old content is in {backups[target].name}" if target in backups else ""
+            problems.append(f"{change.rel} ({exc.strerror or exc}{kept})")
+            backups.pop(target, None)  # kept: the only copy of what the file held
+    for directory in sorted({target.parent for _, target in done if target.parent.exists()}):
+        with contextlib.suppress(OSError):
+            _sync_dir(directory)
     return problems
