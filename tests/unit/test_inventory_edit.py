@@ -842,3 +842,33 @@ def test_a_file_changed_meanwhile_is_not_overwritten(lab_copy: Path) -> None:
     )
     assert path.read_text() == theirs
     no_litter(lab_copy)
+
+
+def test_a_symlinked_file_is_not_edited_through_its_link(
+    lab_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host_vars file linked from elsewhere is usually shared; an edit for one host must not change it."""
+    shared = tmp_path / "shared.yml"
+    (lab_copy / "host_vars" / "srv2.yml").rename(shared)
+    (lab_copy / "host_vars" / "srv2.yml").symlink_to(shared)
+    before, shared_before = snapshot(lab_copy), shared.read_bytes()
+    assert edit("set-weight", str(lab_copy), "srv2", "250") == EX_DATAERR
+    assert (
+        f"host_vars/srv2.yml is a symbolic link (to {shared}); edit that file by hand, or replace the link "
+        "with a copy of it"
+    ) in capsys.readouterr().err
+    assert snapshot(lab_copy) == before and shared.read_bytes() == shared_before
+    # removing the server removes the link, never the file it points to
+    assert edit("remove-server", str(lab_copy), "srv2") == EX_OK
+    assert not os.path.lexists(lab_copy / "host_vars" / "srv2.yml") and shared.read_bytes() == shared_before
+
+
+def test_a_file_that_is_not_utf8_is_named(lab_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = lab_copy / "host_vars" / "srv3.yml"
+    path.write_bytes(path.read_bytes() + b"# caf\xe9\n")
+    before = snapshot(lab_copy)
+    assert edit("set-weight", str(lab_copy), "srv3", "250") == EX_DATAERR
+    err = capsys.readouterr().err
+    assert "srv3 has no 'server' variable (a file that would set it cannot be read: " in err
+    assert f"{path}: " in err and "not UTF-8" in err and "Traceback" not in err
+    assert snapshot(lab_copy) == before

@@ -100,12 +100,33 @@ class ChangeSet:
         self._deleted: set[Path] = set()
 
     def rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _inside(self, path: Path) -> Path:
+        """The absolute path, symbolic links left as they are; it must be inside the inventory."""
+        path = Path(os.path.abspath(path))
+        if not path.is_relative_to(self.root):
+            raise EditError(f"{path} is outside the inventory {self.root}; this edit does not change it", "data")
+        return path
 
     def doc(self, path: Path) -> YamlDoc:
-        """The document for an existing file, loaded on first use."""
-        path = path.resolve()
+        """The document for an existing file, loaded on first use.
+
+        A file reached through a symbolic link is refused: it is usually shared (several hosts
+        linking one file), and an edit for one host must not change the others, nor replace the
+        link with a copy behind the operator's back."""
+        path = self._inside(path)
         if path not in self._docs:
+            real = path.resolve()
+            if real != path:
+                raise EditError(
+                    f"{self.rel(path)} is a symbolic link (to {real}); edit that file by hand, or replace the "
+                    "link with a copy of it",
+                    "data",
+                )
             text = read_source(path)
             self._read[path] = text.encode("utf-8")
             try:
@@ -116,14 +137,15 @@ class ChangeSet:
         return self._docs[path]
 
     def create(self, path: Path, doc: YamlDoc) -> None:
-        path = path.resolve()
-        if path.exists() or path in self._docs:
+        path = self._inside(path)
+        if os.path.lexists(path) or path in self._docs:
             raise EditError(f"{self.rel(path)} already exists; remove it or choose another name")
         self._docs[path] = doc
         self._before[path] = None
 
     def delete(self, path: Path) -> None:
-        path = path.resolve()
+        """Delete a file (a symbolic link itself, not what it points to)."""
+        path = self._inside(path)
         try:
             data = path.read_bytes()
             self._read[path] = data
@@ -212,7 +234,7 @@ class ChangeSet:
             now = None
         except OSError as exc:
             raise EditError(f"cannot read {target}: {exc.strerror or exc}; nothing was changed", "io") from None
-        expected = None if change.before is None else self._read.get(target.resolve())
+        expected = None if change.before is None else self._read.get(target)
         if now != expected:
             what = "was created" if expected is None else "was deleted" if now is None else "was changed"
             raise EditError(
@@ -254,7 +276,7 @@ def _second_name(target: Path) -> Path:
     for _ in range(100):
         link = target.with_name(f".{target.name}.{secrets.token_hex(4)}.bak")
         try:
-            os.link(target, link)
+            os.link(target, link, follow_symlinks=False)  # a symbolic link is kept as a link
         except FileExistsError:
             continue
         return link

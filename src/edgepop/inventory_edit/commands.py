@@ -9,6 +9,7 @@ the same check, dry-run and diff path.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,13 +78,19 @@ def _host_var_doc(changes: ChangeSet, inv: RawInventory, host: str, var: str) ->
     """The mapping that holds `var` for `host`: a host_vars file, or the host's entry in hosts.yml."""
     sourced = inv.effective_vars(host).get(var)
     if sourced is None:
-        raise EditError(f"{host} has no {var!r} variable", "data")
-    source = sourced.source.resolve()
+        unread = [
+            f"{e.file}: {f'line {e.line}: ' if e.line else ''}{e.message}"
+            for e in inv.errors
+            if e.file.name in (host, *(f"{host}{suffix}" for suffix in YAML_SUFFIXES)) or e.file.parent.name == host
+        ]
+        detail = f" (a file that would set it cannot be read: {'; '.join(unread)})" if unread else ""
+        raise EditError(f"{host} has no {var!r} variable{detail}", "data")
+    source = Path(os.path.abspath(sourced.source))  # a symbolic link stays one: ChangeSet refuses it
     if source.parent.name == "host_vars" or source.parent.parent.name == "host_vars":
         data = changes.doc(source).data
         if isinstance(data, CommentedMap) and isinstance(data.get(var), CommentedMap):
             return data
-    elif inv.hosts_file is not None and source == inv.hosts_file.resolve():
+    elif inv.hosts_file is not None and source == Path(os.path.abspath(inv.hosts_file)):
         for entry in _host_entries(changes.doc(source).data, host):
             if isinstance(entry, CommentedMap) and isinstance(entry.get(var), CommentedMap):
                 return entry
