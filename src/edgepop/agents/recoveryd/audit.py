@@ -2,7 +2,9 @@
 the signals it was taken on, so an operator can reconstruct why a box lost power at 03:12.
 
 Credentials never reach the file: the configuration's secret values are replaced wherever they
-appear (a BMC or PDU error message may echo what it was sent), and the core never holds them.
+appear (a BMC or PDU error message may echo what it was sent, quoted or escaped), and the core never
+holds them. `describe` is how any error of recoveryd becomes text: a validation error by its key
+paths and messages only (pydantic's own text shows the offending input, which may be a password).
 """
 
 from __future__ import annotations
@@ -15,21 +17,55 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 MASK = "***"
+
+
+def _escaped(text: str) -> set[str]:
+    return {text, json.dumps(text)[1:-1], repr(text)[1:-1], text.encode("unicode_escape").decode()}
+
+
+def _forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret as it may be shown: as is, JSON- or repr-escaped, and escaped twice (the repr of
+    a JSON text, as a KeyError shows it); longest first, so a longer form is replaced whole."""
+    out: set[str] = set()
+    for secret in secrets:
+        if secret:
+            for once in _escaped(secret):
+                out |= _escaped(once)
+    return sorted((f for f in out if f), key=len, reverse=True)
 
 
 def scrub(value: Any, secrets: Iterable[str]) -> Any:
     """`value` with every occurrence of a secret replaced, through nested dicts and lists."""
-    secrets = [s for s in secrets if s]
+    return _scrub(value, _forms(secrets))
+
+
+def _scrub(value: Any, forms: list[str]) -> Any:
     if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, MASK)
+        for form in forms:
+            value = value.replace(form, MASK)
         return value
     if isinstance(value, dict):
-        return {k: scrub(v, secrets) for k, v in value.items()}
+        return {k: _scrub(v, forms) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [scrub(v, secrets) for v in value]
+        return [_scrub(v, forms) for v in value]
     return value
+
+
+def describe(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """One line for an error, never showing a configuration value: a validation error as `key: what`
+    per problem (pydantic's str() carries `input_value=...`), anything else scrubbed of `secrets`."""
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            parts.append(f"{where}: {err['msg']}")
+        text = f"invalid {exc.title}: " + "; ".join(parts)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return str(scrub(" ".join(text.split()), secrets))
 
 
 def iso(ts: float) -> str:

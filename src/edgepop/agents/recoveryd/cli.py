@@ -7,6 +7,7 @@ import os
 
 from edgepop.agents.common import agent_main, agent_parser
 from edgepop.agents.healthd import logs
+from edgepop.agents.recoveryd.audit import describe
 from edgepop.agents.recoveryd.config import RecoverydConfig, dump_config, load_config
 
 DEFAULT_CONFIG = "/etc/edgepop/recoveryd.yml"
@@ -33,8 +34,8 @@ def _run(path: str, config: RecoverydConfig) -> int:
 
     try:
         return Daemon(config).run()
-    except Exception:
-        logs.get_logger(agent="recoveryd").exception("recoveryd crashed")
+    except Exception as exc:  # one line, scrubbed: a traceback's message may quote a credential
+        logs.get_logger(agent="recoveryd").error("recoveryd crashed", detail=describe(exc, config.secrets()))
         return os.EX_SOFTWARE
 
 

@@ -34,7 +34,12 @@ class _Settings(BaseModel):
 
 
 def _ip(value: str) -> str:
-    return str(ipaddress.ip_address(value))
+    """The address in canonical form. The error never repeats the value: a password pasted one line
+    too high must not show up in `--check-config` or the role's output."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("not an IPv4 or IPv6 address") from None
 
 
 IpAddress = Annotated[str, AfterValidator(_ip)]
@@ -178,9 +183,9 @@ class ServerConfig(_Settings):
     @field_validator("router_protocols")
     @classmethod
     def _protocols(cls, value: list[str]) -> list[str]:
-        bad = [p for p in value if not _PROTOCOL_RE.match(p)]
+        bad = [str(i) for i, p in enumerate(value) if not _PROTOCOL_RE.match(p)]
         if bad:
-            raise ValueError(f"not BIRD protocol names: {', '.join(bad)}")
+            raise ValueError(f"not BIRD protocol names (letters, digits, _): items {', '.join(bad)}")
         return value
 
 

@@ -34,10 +34,11 @@ from typing import Any
 
 from edgepop.agents.common import StatusServer
 from edgepop.agents.healthd.logs import get_logger
-from edgepop.agents.recoveryd.audit import AuditLog, scrub
+from edgepop.agents.recoveryd.audit import AuditLog, describe, scrub
 from edgepop.agents.recoveryd.config import RecoverydConfig, ServerConfig
 from edgepop.agents.recoveryd.core import Action, Method, Observation, Recovery
 from edgepop.agents.recoveryd.status import metrics_text
+from edgepop.agents.statefile import StateShapeError, read_json, write_json
 from edgepop.bird.control import BirdControl, Protocol
 
 
@@ -99,7 +100,7 @@ class Daemon:
                 return bird.show_protocols()
         except Exception as exc:
             self.counters["router_errors"] += 1
-            self.log.warning("router unavailable: BGP signal unknown", detail=str(exc))
+            self.log.warning("router unavailable: BGP signal unknown", detail=describe(exc, self.config.secrets()))
             return None
 
     def _probe(self, srv: ServerConfig, protocols: dict[str, Protocol] | None) -> Observation:
@@ -158,7 +159,7 @@ class Daemon:
         except subprocess.TimeoutExpired:
             ok, detail = False, f"no result within {budget:.0f} s"
         except Exception as exc:
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
+            ok, detail = False, describe(exc)
         detail = str(scrub(detail, self.config.secrets()))
         self.results.put((action.server, method, ok, detail))
         self.wake.set()
@@ -173,7 +174,10 @@ class Daemon:
                     bird.enable(name) if enable else bird.disable(name)
         except Exception as exc:
             self.log.error(
-                "could not change the router's sessions", server=action.server, enable=enable, detail=str(exc)
+                "could not change the router's sessions",
+                server=action.server,
+                enable=enable,
+                detail=describe(exc, self.config.secrets()),
             )
             return
         self.log.info("routes released" if enable else "routes held", server=action.server)
@@ -194,7 +198,7 @@ class Daemon:
                     check=True,
                 )
             except (OSError, subprocess.SubprocessError) as exc:
-                self.log.error("alert command failed", detail=str(exc))
+                self.log.error("alert command failed", detail=describe(exc, self.config.secrets()))
 
     def execute(self, actions: list[Action]) -> None:
         for action in actions:
@@ -212,29 +216,33 @@ class Daemon:
     # --- held sessions across restarts -----------------------------------------------------------
 
     def _load_held(self) -> list[str]:
-        try:
-            data = json.loads(Path(self.config.state_file).read_text())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            self.log.error("state file unreadable: no held sessions adopted", detail=str(exc))
-            return []
-        held = data.get("held", []) if isinstance(data, dict) else []
-        return [str(name) for name in held if str(name) in self.by_name]
+        """The servers a previous instance held; a bad state file is moved aside and named once (the
+        sessions it held stay disabled on the router until they are enabled by hand)."""
+
+        def shape(doc: object) -> list[str]:
+            held = doc.get("held") if isinstance(doc, dict) else None
+            if not isinstance(held, list) or not all(isinstance(name, str) for name in held):
+                raise StateShapeError('expected {"held": [server names]}')
+            return held
+
+        def warn(message: str) -> None:
+            self.log.warning(f"{message}; sessions it held stay disabled on the router until enabled by hand")
+
+        held = read_json(Path(self.config.state_file), shape, warn) or []
+        unknown = sorted(name for name in held if name not in self.by_name)
+        if unknown:
+            self.log.warning("state file names servers not in the configuration", servers=",".join(unknown))
+        return [name for name in held if name in self.by_name]
 
     def _save_held(self) -> None:
         held = self.core.held()
         if held == self._held:
             return
-        path = Path(self.config.state_file)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(json.dumps({"held": held}) + "\n")
-            tmp.replace(path)
+            write_json(Path(self.config.state_file), {"held": held}, 0o640)
             self._held = held
         except OSError as exc:
-            self.log.error("cannot write the state file", detail=str(exc))
+            self.log.error("cannot write the state file", path=self.config.state_file, detail=exc.strerror)
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -266,7 +274,7 @@ class Daemon:
                 )
                 self.status.start()
             except OSError as exc:
-                self.log.error("status endpoint unavailable; running without it", detail=str(exc))
+                self.log.error("status endpoint unavailable; running without it", detail=exc.strerror or str(exc))
         self.log.info(
             "started", servers=len(self.config.servers), dry_run=self.config.dry_run, audit=self.config.audit_log
         )

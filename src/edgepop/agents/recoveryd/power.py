@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any, Literal
 
+from edgepop.agents.recoveryd.audit import describe, scrub
 from edgepop.agents.recoveryd.config import IpmiConfig, PduConfig
 
 PowerState = Literal["on", "off"]
@@ -180,17 +181,33 @@ def run_request(request: dict[str, Any]) -> str:
     raise PowerError(f"unknown method {request.get('method')!r}")
 
 
+def request_secrets(request: object) -> list[str]:
+    """The credentials a request carries: what its answer must never show."""
+    if not isinstance(request, dict):
+        return []
+    out = []
+    for section, key in (("ipmi", "password"), ("pdu", "community")):
+        value = request.get(section, {}).get(key) if isinstance(request.get(section), dict) else None
+        if isinstance(value, str) and value:
+            out.append(value)
+    return out
+
+
 def main() -> int:
-    """Read one request as JSON on stdin, print {"ok": bool, "detail": str} on stdout."""
+    """Read one request as JSON on stdin, print {"ok": bool, "detail": str} on stdout. The detail
+    never carries the request's credentials, whatever a device or a library put in its error."""
+    request: object = None
     try:
         request = json.loads(sys.stdin.read())
+        if not isinstance(request, dict):
+            raise PowerError("the request is not a JSON object")
         detail = run_request(request)
         ok = True
     except PowerError as exc:
         ok, detail = False, str(exc)
     except Exception as exc:
-        ok, detail = False, f"{type(exc).__name__}: {exc}"
-    print(json.dumps({"ok": ok, "detail": detail}))
+        ok, detail = False, describe(exc)
+    print(json.dumps({"ok": ok, "detail": scrub(detail, request_secrets(request))}))
     return 0
 
 
