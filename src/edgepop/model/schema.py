@@ -24,6 +24,61 @@ MAC_RE = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
 SHA256_RE = r"^[0-9a-f]{64}$"
 
 Name = Annotated[str, Field(pattern=NAME_RE, description="lower-case name: letters, digits, '-'")]
+IFNAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$"
+
+
+def _ifname(value: str) -> str:
+    """A port or interface name as the device spells it (et-0/0/0, Ethernet49/1, swp1). It is written
+    into device configs and networkd files, where a space, a quote or a line break breaks them."""
+    if not re.fullmatch(IFNAME_RE.strip("^$"), value):
+        raise ValueError(
+            f"{value!r} is not an interface name: a letter or digit, then letters, digits and _ . / : - "
+            "(at most 64; no spaces, quotes or line breaks)"
+        )
+    return value
+
+
+IfName = Annotated[str, AfterValidator(_ifname), WithJsonSchema({"type": "string", "pattern": IFNAME_RE})]
+
+
+def _one_line(value: str) -> str:
+    """Free text lands in configs (networkd Description=, summaries), where a line break starts a new
+    setting: one line, no control characters."""
+    bad = next((ch for ch in value if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        raise ValueError(f"expected one line of text, got {value!r} with the control character {bad!r}")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_one_line), Field(max_length=255)]
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+SSH_KEY_RE = rf"^({'|'.join(map(re.escape, SSH_KEY_TYPES))}) [A-Za-z0-9+/]+={{0,3}}( [^\x00-\x1f\x7f]*)?$"
+
+
+def _ssh_key(value: str) -> str:
+    """One OpenSSH public key per item: a booted server writes them one per line into root's
+    authorized_keys, so a line break would smuggle in a second key nobody listed."""
+    if not re.fullmatch(SSH_KEY_RE.strip("^$"), value):
+        first = value.split(" ", 1)[0]
+        if "\n" in value:
+            why = "it spans several lines"
+        elif first in SSH_KEY_TYPES:
+            why = "expected '<type> <base64 key> [comment]' on one line"
+        else:
+            why = f"type {first[:40]!r} is not one of {', '.join(SSH_KEY_TYPES)}"
+        raise ValueError(f"not one OpenSSH public key: {why}")
+    return value
+
+
+SshKey = Annotated[str, AfterValidator(_ssh_key), WithJsonSchema({"type": "string"})]
 Asn = Annotated[int, Field(ge=1, le=4294967294, description="autonomous system number (1-4294967294)")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -235,9 +290,11 @@ class Provisioning(Strict):
     )
     callhome_url: HttpUrl = Field(description="call-home endpoint booted servers POST to")
     callhome_token: Secret = Field(description="per-PoP call-home token (ansible-vault)")
-    ssh_authorized_keys: list[str] = Field(
+    ssh_authorized_keys: list[SshKey] = Field(
         default_factory=list,
-        description="SSH public keys a booted server installs for root, so Ansible can reach it",
+        description="SSH public keys a booted server installs for root, so Ansible can reach it: one key per "
+        "item on one line (type, base64 key, optional comment), type ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521 "
+        "or sk-ssh-ed25519@openssh.com / sk-ecdsa-sha2-nistp256@openssh.com",
     )
     dhcp_pool: DhcpPool | None = Field(
         default=None,
@@ -334,7 +391,7 @@ class Pop(Strict):
     """The PoP itself: identity, numbering and the settings every device shares."""
 
     name: Name = Field(description="short PoP name, e.g. 'fra1'")
-    description: str | None = Field(default=None, description="free text, e.g. the city")
+    description: Text | None = Field(default=None, description="free text, e.g. the city")
     asn: Asn = Field(description="public AS number the routers announce the anycast aggregates from")
     server_asn: Asn = Field(description="private AS number the servers use toward the routers")
     ranges: Ranges
@@ -360,8 +417,8 @@ class Pop(Strict):
 class PrefixLimit(Strict):
     """Maximum prefixes accepted from a provider before the session is torn down."""
 
-    v4: int = Field(ge=1, description="IPv4 prefix limit")
-    v6: int = Field(ge=1, description="IPv6 prefix limit")
+    v4: int = Field(ge=1, le=4294967295, description="IPv4 prefix limit")
+    v6: int = Field(ge=1, le=4294967295, description="IPv6 prefix limit")
 
 
 class Provider(Strict):
@@ -374,11 +431,11 @@ class Provider(Strict):
     router: Name | None = Field(
         default=None, description="inventory hostname of the router the session lands on (or give switch)"
     )
-    port: str | None = Field(default=None, min_length=1, description="router interface the provider is cabled to")
+    port: IfName | None = Field(default=None, description="router interface the provider is cabled to")
     switch: Name | None = Field(
         default=None, description="arprelay: the relay switch the provider is cabled to and the session lands on"
     )
-    switch_port: str | None = Field(default=None, min_length=1, description="arprelay: that switch's port")
+    switch_port: IfName | None = Field(default=None, description="arprelay: that switch's port")
     switch_address_v4: IPv4Iface | None = Field(
         default=None, description="arprelay: the switch's own IPv4 address/prefix on the provider link"
     )
@@ -485,7 +542,7 @@ class AnycastService(Strict):
     """A service every server in the PoP may announce, as host routes inside the anycast ranges."""
 
     name: Name
-    description: str | None = None
+    description: Text | None = None
     prefixes: list[HostRoute] = Field(min_length=1, description="host routes (/32 or /128) that carry the service")
     unit: str = Field(
         pattern=r"^[A-Za-z0-9@._-]+\.(service|target)$",
@@ -500,8 +557,8 @@ class AnycastService(Strict):
 class Interface(Strict):
     """A router or switch L3 interface."""
 
-    name: str = Field(min_length=1, description="device interface name, e.g. et-0/0/0 or Ethernet49/1")
-    description: str | None = None
+    name: IfName = Field(description="device interface name, e.g. et-0/0/0 or Ethernet49/1")
+    description: Text | None = None
     address_v4: IPv4Iface | None = Field(default=None, description="IPv4 address/prefix-length")
     address_v6: IPv6Iface | None = Field(default=None, description="IPv6 address/prefix-length")
     lan: bool = Field(default=False, description="true on the interface facing the server LAN")
@@ -512,7 +569,7 @@ class Router(Strict):
     """A PoP router: eBGP to providers, BGP to every server for the anycast host routes."""
 
     platform: Literal["junos", "bird"]
-    model: str | None = Field(default=None, description="hardware model, for the summary")
+    model: Text | None = Field(default=None, description="hardware model, for the summary")
     mgmt_address: IPv4Addr = Field(description="management IPv4 address (inside ranges.management_v4)")
     loopback_v4: IPv4Addr
     loopback_v6: IPv6Addr
@@ -523,20 +580,20 @@ class Router(Strict):
 class SwitchPort(Strict):
     """A physical switch port. `peer` is optional, and checked against the servers' cabling if given."""
 
-    name: str = Field(min_length=1, description="e.g. Ethernet1")
+    name: IfName = Field(description="e.g. Ethernet1")
     speed: Speed = Field(default=1000, description="port speed in Mb/s")
     peer: str | None = Field(
         default=None, pattern=r"^[a-z][a-z0-9-]*:[A-Za-z0-9_.-]+$", description="'host:nic' cabled here"
     )
-    description: str | None = None
+    description: Text | None = None
 
 
 class Uplink(Strict):
     """A switch port cabled to a router port."""
 
-    port: str = Field(min_length=1)
+    port: IfName
     router: Name
-    router_port: str = Field(min_length=1)
+    router_port: IfName
 
 
 class Mlag(Strict):
@@ -547,7 +604,7 @@ class Mlag(Strict):
     domain_id: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="MLAG domain name, the same on both switches"
     )
-    peer_link: list[str] = Field(
+    peer_link: list[IfName] = Field(
         min_length=1, description="ports cabled to the other switch, bundled into the peer-link port-channel"
     )
     port_channel: int = Field(
@@ -574,7 +631,7 @@ class Switch(Strict):
     """A PoP switch: server-facing LACP port-channels derived from the servers' bonds, plus uplinks."""
 
     platform: Literal["eos", "bird"]
-    model: str | None = None
+    model: Text | None = None
     mgmt_address: IPv4Addr
     loopback_v4: IPv4Addr | None = None
     lan_address_v4: IPv4Iface | None = Field(
@@ -618,7 +675,7 @@ class Nic(Strict):
     speed: Speed = Field(default=1000, description="link speed in Mb/s")
     queues: int | None = Field(default=None, ge=1, le=256, description="RSS queues; default: as the NIC has")
     switch: Name | None = Field(default=None, description="switch this NIC is cabled to")
-    switch_port: str | None = Field(default=None, description="port on that switch")
+    switch_port: IfName | None = Field(default=None, description="port on that switch")
     address_v4: IPv4Iface | None = Field(default=None, description="IPv4 address/prefix on an unbonded NIC")
     address_v6: IPv6Iface | None = Field(default=None, description="IPv6 address/prefix on an unbonded NIC")
 
@@ -665,7 +722,7 @@ class Ipmi(Strict):
     """The server's BMC, for power cycling a dead server."""
 
     address: IPv4Addr
-    username: str = Field(min_length=1)
+    username: str = Field(pattern=r"^[^\x00-\x20\x7f]+$", max_length=64, description="BMC user (no spaces)")
     password: Secret
 
 
@@ -677,8 +734,8 @@ class PduOutlet(Strict):
 class Server(Strict):
     """A generic PoP server: runs every service, announces anycast routes with its own weight."""
 
-    model: str | None = None
-    rack: str | None = None
+    model: Text | None = None
+    rack: Text | None = None
     nics: list[Nic] = Field(min_length=1)
     bonds: list[Bond] = Field(default_factory=list)
     cpu: CpuLayout | Literal["discover"] = Field(description="CPU topology, or 'discover' to read it at run time")
