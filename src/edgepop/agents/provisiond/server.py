@@ -247,10 +247,11 @@ class Handler(BaseHTTPRequestHandler):
         self._timer = timer
         try:
             self._one_request()
-        except OSError:  # timeouts, resets, and the socket the deadline shut
+        except OSError as exc:  # timeouts, resets, and the socket the deadline shut
             self.close_connection = True
             if not self._logged and (self.command or self._expired):  # not an idle keep-alive
-                self._done(HTTPStatus.REQUEST_TIMEOUT, 0, result="timeout" if self._expired else "broken")
+                slow = self._expired or isinstance(exc, TimeoutError)
+                self._done(HTTPStatus.REQUEST_TIMEOUT, 0, result="timeout" if slow else "broken")
         except Exception as exc:  # a bug must cost one request, not the thread or a traceback
             self.close_connection = True
             log.error("%s %s: internal error: %s", self.command, self.path[:200], type(exc).__name__)
@@ -282,8 +283,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if not self.parse_request():
             return  # parse_request answered through send_error
-        if self.request_version == "HTTP/0.9":
-            self.request_version = "HTTP/1.0"  # so the refusal has a status line
+        if len(self.requestline.split()) < 3:  # an HTTP/0.9 request line: no version
             self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not served")
             return
         if self.command not in METHODS:
