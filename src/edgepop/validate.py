@@ -1308,12 +1308,13 @@ def _own_addresses(kind: str, device: Any) -> dict[ipaddress.IPv4Address | ipadd
 
 
 def _check_ansible_hosts(
-    col: _Collector, sources: dict[str, Sourced], devices: dict[str, dict[str, Any]], management: str | None
+    col: _Collector, sources: dict[str, Sourced], devices: dict[str, dict[str, Any]], pop: Pop | None
 ) -> None:
     """`ansible_host` is where Ansible logs in to push a device's config. An address that is not
     the device's own (a typo, its BMC, another host's) pushes one device's config onto another.
     A server whose management NIC has no address in the inventory gets it at boot: any free host
-    address of management_v4 may be it (`management`: that range, None when it is unknown)."""
+    address of management_v4 may be it (`pop` is None when even a stand-in could not be made)."""
+    management = pop.ranges.management_v4 if pop is not None else None
     own: dict[str, dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str]] = {}
     elsewhere: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str] = {}
     for kind, kind_devices in devices.items():
@@ -1325,6 +1326,8 @@ def _check_ansible_hosts(
                 elsewhere.setdefault(ip, f"{host}'s {key}")
             if kind == "server" and device.ipmi is not None:
                 elsewhere[ipaddress.ip_address(device.ipmi.address)] = f"{host}'s BMC (server.ipmi.address)"
+    for i, pdu in enumerate(pop.pdus if pop is not None else []):
+        elsewhere.setdefault(ipaddress.ip_address(pdu.address), f"PDU {pdu.name}'s address (pop.pdus[{i}].address)")
     seen: dict[str, str] = {}
     for host in sorted(sources, key=natural_key):
         ah = sources[host]
@@ -1451,7 +1454,7 @@ def validate_inventory(root: Path) -> Report:
     failed_names["pdus"] = set()
     if pop is None and "pop" in sources:
         pop, failed_names["pdus"] = _stand_in_pop(sources["pop"].value)
-    _check_ansible_hosts(col, ah_sources, devices, pop.ranges.management_v4 if pop is not None else None)
+    _check_ansible_hosts(col, ah_sources, devices, pop)
     if pop is not None and inv.hosts_read:
         valid = {h: d for kind_devices in devices.values() for h, d in kind_devices.items() if d is not None}
         ctx = _Ctx(

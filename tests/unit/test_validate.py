@@ -106,3 +106,67 @@ def test_cli_entry_point_exits_65_and_prints_to_stderr(lab_copy: Path) -> None:
     good = subprocess.run([str(exe), "validate", str(LAB_INVENTORY)], capture_output=True, text=True, timeout=60)
     assert (good.returncode, good.stderr) == (0, "")
     assert good.stdout.startswith(f"{LAB_INVENTORY}: valid (7 devices, ")
+
+
+# --- valid variations the stricter rules must keep accepting ---------------------------------------
+
+
+def test_slash_31_and_32_addresses_are_hosts_at_both_ends(lab_copy: Path) -> None:
+    """RFC 3021: a /31 has no network or broadcast address, so .80/31 and .81 are both usable."""
+    edit(lab_copy, "host_vars/rtr1.yml", ["router", "interfaces", 1, "address_v4"], "203.0.113.81/31")
+    edit(lab_copy, "group_vars/all/providers.yml", ["providers", 0, "address_v4"], "203.0.113.80")
+    model = load_valid(lab_copy)
+    assert model.providers[0].address_v4 == "203.0.113.80"
+
+
+def test_ansible_host_may_be_a_host_name(lab_copy: Path) -> None:
+    edit(
+        lab_copy,
+        "hosts.yml",
+        ["all", "children", "lab1", "children", "servers", "hosts", "srv1", "ansible_host"],
+        "srv1.lab1.example",
+    )
+    assert load_valid(lab_copy).ansible_hosts["srv1"] == "srv1.lab1.example"
+
+
+def test_ansible_host_may_be_a_boot_time_management_address(lab_copy: Path) -> None:
+    """A management NIC with no address in the inventory gets one at boot: a free address of
+    management_v4 may be its ansible_host, one outside the range or taken by another box may not."""
+    hosts = ["all", "children", "lab1", "children", "servers", "hosts", "srv1", "ansible_host"]
+    yaml = YAML(typ="rt")
+    path = lab_copy / "host_vars/srv1.yml"
+    data = yaml.load(path.read_text(encoding="utf-8"))
+    del data["server"]["nics"][0]["address_v4"]
+    with path.open("w", encoding="utf-8") as out:
+        yaml.dump(data, out)
+    edit(lab_copy, "hosts.yml", hosts, "203.0.113.50")
+    assert load_valid(lab_copy).ansible_hosts["srv1"] == "203.0.113.50"
+
+    edit(lab_copy, "hosts.yml", hosts, "198.51.100.99")
+    assert validate_inventory(lab_copy).format().splitlines() == [
+        "hosts.yml:19: all.children.lab1.children.servers.hosts.srv1.ansible_host: 198.51.100.99 is not an address "
+        "of srv1: its management NIC gets its address at boot, so expected one in management_v4 203.0.113.0/26"
+    ]
+    edit(lab_copy, "hosts.yml", hosts, "203.0.113.40")
+    assert validate_inventory(lab_copy).format().splitlines() == [
+        "hosts.yml:19: all.children.lab1.children.servers.hosts.srv1.ansible_host: 203.0.113.40 is not an address "
+        "of srv1: it is PDU pdu1's address (pop.pdus[0].address)"
+    ]
+
+
+def test_a_vault_variable_in_the_group_vars_of_its_users_is_visible(lab_copy: Path) -> None:
+    """group_vars/servers is seen by every server: a server secret may live there, not in all."""
+    vault = (lab_copy / "group_vars/all/vault.yml").read_text(encoding="utf-8")
+    block = vault[vault.index("vault_ipmi_password:") : vault.index("vault_pdu_community:")]
+    (lab_copy / "group_vars/all/vault.yml").write_text(vault.replace(block, ""), encoding="utf-8")
+    (lab_copy / "group_vars/servers.yml").write_text("---\n" + block, encoding="utf-8")
+    model = load_valid(lab_copy)
+    ipmi = model.servers["srv1"].ipmi
+    assert ipmi is not None and ipmi.password == "{{ vault_ipmi_password }}"
+
+
+def test_every_ethernet_speed_is_accepted(lab_copy: Path) -> None:
+    for speed in (10, 100, 2500, 5000, 25000, 40000, 50000, 100000, 200000, 400000, 800000):
+        edit(lab_copy, "host_vars/srv2.yml", ["server", "nics", 1, "speed"], speed)
+        edit(lab_copy, "host_vars/sw1.yml", ["switch", "ports", 2, "speed"], speed)
+        assert load_valid(lab_copy).servers["srv2"].nics[1].speed == speed
