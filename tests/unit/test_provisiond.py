@@ -402,3 +402,22 @@ def test_adopt_from_the_pending_queue(tmp_path: Path, capsys: pytest.CaptureFixt
     plan = Plan.model_validate({**derive_provisioning(model, "ctl1"), "callhome_token": TOKEN})
     assert decide(plan, box[0], box).host == "srv5"
     assert main(argv) == 65  # nothing waits with that MAC any more
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--port", "0"], "argument --port: '0' is out of range: a TCP port from 1 to 65535"),
+        (["--port", "65536"], "argument --port: '65536' is out of range: a TCP port from 1 to 65535"),
+        (["--port", "http"], "argument --port: 'http' is not a TCP port from 1 to 65535"),
+        (["--burst", "0"], "argument --burst: '0' is out of range: a whole number from 1 to 10000"),
+        (["--per-minute", "nan"], "argument --per-minute: 'nan' is out of range"),
+        (["--http-per-minute", "-1"], "argument --http-per-minute: '-1' is out of range"),
+        (["--boot-network", "lan"], "argument --boot-network: 'lan' is not an address prefix"),
+    ],
+)
+def test_command_line_numbers_are_checked(argv: list[str], why: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        provisiond_main(["--check-config", *argv])
+    assert caught.value.code == 64
+    assert f"provisiond: {why}" in capsys.readouterr().err
