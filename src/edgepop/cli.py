@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgepop import __version__
+from edgepop.last_resort import last_resort
 
 EX_OK = 0
 EX_USAGE = 64
@@ -146,23 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. A bug (an exception no command handled) is one line on stderr and exit 70
     (EX_SOFTWARE); `edgepop --debug COMMAND ...` prints the traceback instead. Ctrl-C exits 130."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    try:
-        parser = build_parser()
-        args = parser.parse_args(args_list)
-        func: Handler = args.func
-        return func(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if "--debug" in args_list:
-            traceback.print_exc(file=sys.stderr)
-        else:
-            message = " ".join(str(exc).split())
-            print(
-                f"edgepop: internal error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
-                file=sys.stderr,
-            )
-        return EX_SOFTWARE
+
+    def body() -> int:
+        try:
+            args = build_parser().parse_args(args_list)
+            func: Handler = args.func
+            return func(args)
+        except KeyboardInterrupt:
+            return 130
+
+    return last_resort("edgepop", args_list, body)
 
 
 if __name__ == "__main__":

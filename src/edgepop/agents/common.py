@@ -11,8 +11,7 @@ import json
 import os
 import sys
 import threading
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from edgepop.agents.http import BoundedServer, QuietHandler
+from edgepop.last_resort import last_resort
 from edgepop.model import safe_yaml
 
 Snapshot = dict[str, Any]
@@ -103,24 +103,6 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--debug", action="store_true", help="on an internal error, print the traceback instead of one line"
     )
-
-
-def last_resort(prog: str, argv: Sequence[str] | None, body: Callable[[], int]) -> int:
-    """Run a command line's body; a bug (any exception nobody handled) becomes one line on stderr and
-    EX_SOFTWARE (70), or the whole traceback with `--debug`. Ctrl-C and sys.exit pass through."""
-    try:
-        return body()
-    except Exception as exc:
-        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-        if debug:
-            traceback.print_exc(file=sys.stderr)
-        else:
-            message = " ".join(str(exc).split())
-            print(
-                f"{prog}: internal error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
-                file=sys.stderr,
-            )
-        return os.EX_SOFTWARE
 
 
 def agent_main(

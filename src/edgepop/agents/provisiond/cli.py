@@ -18,13 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from edgepop.agents.common import add_debug_flag, last_resort
+from edgepop.agents.common import add_debug_flag
 from edgepop.agents.provisiond import pending
 from edgepop.agents.provisiond.callhome import RateLimiter
 from edgepop.agents.provisiond.config import ConfigError, Plan, RateLimit, load_plan
 from edgepop.agents.provisiond.server import HTTP_BURST, HTTP_PER_MINUTE, Context, make_server
 from edgepop.agents.provisiond.store import ImageStore
 from edgepop.image.release import ImageVerifyError
+from edgepop.last_resort import last_resort
 
 log = logging.getLogger("provisiond")
 DEFAULT_STATE = "/var/lib/edgepop/provisiond"
