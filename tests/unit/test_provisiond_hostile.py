@@ -266,11 +266,14 @@ def test_a_slow_client_does_not_block_another(served: Served) -> None:
     thread.start()
     try:
         time.sleep(0.3)  # the trickle is under way
-        quick = time.monotonic()
         served.good()
-        assert time.monotonic() - quick < 1.0
-        assert read_all(slow, 6.0) == b""  # cut, no answer
-        assert 1.5 < time.monotonic() - started < 4.0
+        answered = time.monotonic()
+        assert read_all(slow, 30.0) == b""  # cut, no answer
+        assert time.monotonic() - started < 15.0  # by the server, not read_all's own limit
+        cut = time.monotonic()
+        # the other client did not wait for the trickler to be cut (a serial server answers it only then)
+        assert cut - answered > 0.5
+        assert cut - started > 1.5  # and the trickler kept its connection until the deadline
     finally:
         stop.set()
         slow.close()
@@ -283,8 +286,8 @@ def test_a_body_shorter_than_its_length_is_cut_off(served: Served) -> None:
     with served.connect() as sock:
         sock.sendall(b"POST /callhome HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\n\r\n" + b'{"mac":')
         served.good()  # meanwhile
-        assert read_all(sock, 6.0) == b""
-    assert time.monotonic() - started < 4.0
+        assert read_all(sock, 30.0) == b""
+    assert time.monotonic() - started < 15.0  # cut by the server (2 s deadline), not read_all's own limit
     line = served.log()[-1]
     assert (line["method"], line["status"], line["result"]) == ("POST", 408, "timeout")
 
@@ -292,8 +295,8 @@ def test_a_body_shorter_than_its_length_is_cut_off(served: Served) -> None:
 def test_a_silent_connection_is_dropped(served: Served) -> None:
     started = time.monotonic()
     with served.connect() as sock:
-        assert read_all(sock, 6.0) == b""
-    assert time.monotonic() - started < 3.0
+        assert read_all(sock, 30.0) == b""
+    assert time.monotonic() - started < 15.0  # dropped by the server, not read_all's own limit
 
 
 def test_connections_are_bounded_per_client(tmp_path: Path) -> None:
