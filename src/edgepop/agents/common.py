@@ -105,6 +105,17 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def load_or_report(load: Callable[[str], M], path: str) -> M | int:
+    """The loaded configuration, or (its errors printed on stderr) the exit code: EX_NOINPUT for a
+    file that is not there, EX_CONFIG for one that is there but wrong."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return os.EX_NOINPUT if not os.path.exists(path) else os.EX_CONFIG
+
+
 def agent_main(
     parser: argparse.ArgumentParser,
     argv: list[str] | None,
@@ -119,12 +130,9 @@ def agent_main(
 
     def body() -> int:
         args = parser.parse_args(argv)
-        try:
-            config = load(args.config)
-        except ConfigError as exc:
-            for line in exc.errors:
-                print(line, file=sys.stderr)
-            return os.EX_NOINPUT if not os.path.exists(args.config) else os.EX_CONFIG
+        config = load_or_report(load, args.config)
+        if isinstance(config, int):
+            return config
         if args.check_config:
             print(f"{args.config}: OK ({summary(config)})")
             return os.EX_OK

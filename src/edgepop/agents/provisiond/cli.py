@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from edgepop.agents.common import add_debug_flag
+from edgepop.agents.common import add_debug_flag, load_or_report
 from edgepop.agents.provisiond import pending
 from edgepop.agents.provisiond.callhome import RateLimiter
 from edgepop.agents.provisiond.config import ConfigError, Plan, RateLimit, load_plan
@@ -141,12 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="provisiond: %(message)s", stream=sys.stderr)
-    try:
-        plan = load_plan(args.plan)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        return os.EX_NOINPUT if not os.path.exists(args.plan) else os.EX_CONFIG
+    plan = load_or_report(load_plan, args.plan)
+    if isinstance(plan, int):
+        return plan
     if args.check_config:
         print(f"{args.plan}: OK (PoP {plan.pop}, {len(plan.hosts)} servers, image {plan.image.version})")
         return os.EX_OK
