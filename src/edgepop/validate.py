@@ -1345,7 +1345,9 @@ def _check_ansible_hosts(
                 continue
         else:
             mine = own.get(host)
-            if mine is not None and ip not in mine:
+            # a loopback ansible_host is a port forward or tunnel on the controller (qemu hostfwd,
+            # `ssh -L`), never an address of the box: there is nothing to compare it with
+            if mine is not None and ip not in mine and not ip.is_loopback:
                 problem = _foreign_address(host, ip, mine, elsewhere, devices["server"].get(host), management)
                 if problem:
                     col.add(ah.source, keys, problem)

@@ -129,6 +129,20 @@ def test_ansible_host_may_be_a_host_name(lab_copy: Path) -> None:
     assert load_valid(lab_copy).ansible_hosts["srv1"] == "srv1.lab1.example"
 
 
+def test_ansible_host_may_be_a_port_forward_on_the_controller(lab_copy: Path) -> None:
+    """127.0.0.1 / ::1 is a tunnel or qemu hostfwd to the box, never one of its addresses; any other
+    address that is not the box's own is still refused."""
+    hosts = ["all", "children", "lab1", "children", "servers", "hosts", "srv1", "ansible_host"]
+    for forward in ("127.0.0.1", "::1"):
+        edit(lab_copy, "hosts.yml", hosts, forward)
+        assert load_valid(lab_copy).ansible_hosts["srv1"] == forward
+    edit(lab_copy, "hosts.yml", hosts, "198.51.100.200")
+    (line,) = validate_inventory(lab_copy).format().splitlines()
+    assert line.startswith(
+        "hosts.yml:19: all.children.lab1.children.servers.hosts.srv1.ansible_host: 198.51.100.200 is"
+    )
+
+
 def test_ansible_host_may_be_a_boot_time_management_address(lab_copy: Path) -> None:
     """A management NIC with no address in the inventory gets one at boot: a free address of
     management_v4 may be its ansible_host, one outside the range or taken by another box may not."""
