@@ -6,7 +6,8 @@ them) pins one thread each until the agent runs out. Agents sit on the PoP's ser
 are set here once:
 
 - every connection's socket has a timeout (`Handler.timeout`): a slow or partial request is dropped;
-- at most `max_connections` are served at once; the next one gets `503` and is closed straight away;
+- at most `max_connections` are served at once (and `max_per_client` from one address, when set);
+  the next one gets `503` (`429`) and is closed straight away;
 - an exception in a handler is one log line (never a traceback on stderr, never one to the client).
 """
 
@@ -17,6 +18,8 @@ import logging
 import socket
 import sys
 import threading
+from collections import Counter
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,15 +31,19 @@ _IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux: bind before the addr
 
 
 class BoundedServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer with a cap on concurrent connections and quiet error handling."""
+    """A ThreadingHTTPServer with caps on concurrent connections (in all, and per client when
+    `max_per_client` is set) and quiet error handling. Subclasses may override `refuse` to answer a
+    refused connection their own way (a JSON body, a log line)."""
 
     daemon_threads = True
     max_connections = MAX_CONNECTIONS
+    max_per_client: int | None = None
     freebind = False
 
     def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], **kwargs: Any) -> None:
         self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
-        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._active: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
         super().__init__(addr, handler, **kwargs)
 
     def server_bind(self) -> None:
@@ -45,9 +52,19 @@ class BoundedServer(ThreadingHTTPServer):
         super().server_bind()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        client = str(client_address[0])
+        with self._count_lock:
+            if sum(self._active.values()) >= self.max_connections:
+                status: HTTPStatus | None = HTTPStatus.SERVICE_UNAVAILABLE
+            elif self.max_per_client is not None and self._active[client] >= self.max_per_client:
+                status = HTTPStatus.TOO_MANY_REQUESTS
+            else:
+                status = None
+                self._active[client] += 1
+        if status is not None:
             with contextlib.suppress(OSError):
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                request.settimeout(1.0)
+                self.refuse(request, client, status)
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
@@ -56,7 +73,19 @@ class BoundedServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            client = str(client_address[0])
+            with self._count_lock:
+                self._active[client] -= 1
+                if self._active[client] <= 0:
+                    del self._active[client]
+
+    def refuse(self, request: socket.socket, client: str, status: HTTPStatus) -> None:
+        """Answer a connection over the caps (the server closes it afterwards)."""
+        del client
+        request.sendall(
+            f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Length: 0\r\nRetry-After: 5\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # a client that went away or timed out is not news; anything else is one line, no traceback

@@ -26,13 +26,13 @@ import re
 import socket
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from edgepop.agents.http import BoundedServer
 from edgepop.agents.provisiond import pending
 from edgepop.agents.provisiond.callhome import BadRequest, RateLimiter, decide, parse_request, secret_ok
 from edgepop.agents.provisiond.callhome import box_secret as box_secret
@@ -528,56 +528,24 @@ class Handler(BaseHTTPRequestHandler):
         return self._json(HTTPStatus.ACCEPTED, {"status": "pending"}, result="pending", macs=macs)
 
 
-class Server(ThreadingHTTPServer):
+class Server(BoundedServer):
     """One thread per connection, but a bounded number of them, and no more than a few per client:
     a flood of connections gets a 503 (or 429 for one client) at once instead of a thread each."""
 
-    daemon_threads = True
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], handler: type[Handler], ctx: Context) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.ctx = ctx
-        self._active: Counter[str] = Counter()
-        self._count_lock = threading.Lock()
+        self.max_connections = ctx.max_connections
+        self.max_per_client = ctx.max_per_client
         super().__init__(address, handler)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        client = str(client_address[0])
-        with self._count_lock:
-            if sum(self._active.values()) >= self.ctx.max_connections:
-                refuse: HTTPStatus | None = HTTPStatus.SERVICE_UNAVAILABLE
-            elif self._active[client] >= self.ctx.max_per_client:
-                refuse = HTTPStatus.TOO_MANY_REQUESTS
-            else:
-                refuse = None
-                self._active[client] += 1
-        if refuse is not None:
-            self._refuse(request, client, refuse)
-            return
-        thread = threading.Thread(target=self._serve, args=(request, client_address, client), daemon=True)
-        thread.start()
-
-    def _serve(self, request: Any, client_address: Any, client: str) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            with self._count_lock:
-                self._active[client] -= 1
-                if self._active[client] <= 0:
-                    del self._active[client]
-
-    def _refuse(self, request: socket.socket, client: str, status: HTTPStatus) -> None:
+    def refuse(self, request: socket.socket, client: str, status: HTTPStatus) -> None:
         body = json.dumps({"error": "too many connections"}).encode() + b"\n"
         head = (
             f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
         )
-        try:
-            request.settimeout(1.0)
-            request.sendall(head.encode() + body)
-        except OSError:
-            pass
         self.ctx.log(
             {
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -590,7 +558,7 @@ class Server(ThreadingHTTPServer):
                 "result": "too_many_connections",
             }
         )
-        self.shutdown_request(request)
+        request.sendall(head.encode() + body)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.error("connection from %s ended in an error", client_address[0])
