@@ -17,39 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from edgepop.atomic_write import write_atomic
+
 T = TypeVar("T")
 Warn = Callable[[str], None]
 
 
 class StateShapeError(ValueError):
     """The file is valid JSON but not what the agent keeps there; the message says what is wrong."""
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable (a crash after it keeps the new name)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data`: a reader, or the agent after a crash, sees the old file or the new
-    one, never a mix. The temporary file is removed if anything fails before the rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
 
 
 def write_json(path: Path, doc: object, mode: int = 0o644) -> None:

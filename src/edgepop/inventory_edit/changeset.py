@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from edgepop.atomic_write import fsync_directory
 from edgepop.inventory_edit.roundtrip import RoundTripError, YamlDoc
 from edgepop.validate import Report, validate_inventory
 
@@ -220,7 +221,7 @@ class ChangeSet:
             raise EditError(f"cannot write {self._name(exc)}: {exc.strerror or exc}; {rolled}", "io") from None
 
         for directory in sorted({target.parent for _, target in targets if target.parent.exists()}):
-            _sync_dir(directory)
+            fsync_directory(directory)
         _discard(list(backups.values()))
         for change, target in targets:
             if change.after is None:
@@ -294,14 +295,6 @@ def _mode_for(target: Path) -> int:
     return 0o644
 
 
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _discard(paths: list[Path]) -> None:
     for path in paths:
         with contextlib.suppress(OSError):  # a stray temporary or backup file; the inventory is consistent
@@ -335,5 +328,5 @@ def _roll_back(done: list[tuple[Change, Path]], backups: dict[Path, Path], root:
             backups.pop(target, None)  # kept: the only copy of what the file held
     for directory in sorted({target.parent for _, target in done if target.parent.exists()}):
         with contextlib.suppress(OSError):
-            _sync_dir(directory)
+            fsync_directory(directory)
     return problems

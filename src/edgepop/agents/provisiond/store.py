@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepop.agents.provisiond.config import ImageSpec
-from edgepop.agents.statefile import fsync_directory
+from edgepop.atomic_write import fsync_directory
 from edgepop.image.release import MANIFEST, SIGNATURE, ImageVerifyError, Manifest, verify_release
 
 CURRENT = "current"
