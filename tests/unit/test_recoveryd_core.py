@@ -295,6 +295,13 @@ def test_secrets_are_masked_in_print_config_and_repr() -> None:
     assert set(cfg.secrets()) == {PASSWORD, COMMUNITY}
 
 
+def test_print_config_masks_the_alert_commands_arguments() -> None:
+    hook = "https://alerts.example/hook?token=Zq81-alert-secret"
+    printed = dump_config(config(alert_command=["/usr/bin/curl", "-d@-", hook]))
+    assert "Zq81-alert-secret" not in printed
+    assert "/usr/bin/curl" in printed and printed.count("**********") >= 2
+
+
 @pytest.mark.parametrize(
     ("change", "expect"),
     [

@@ -259,5 +259,10 @@ def load_config(path: str | Path) -> RecoverydConfig:
 
 
 def dump_config(config: RecoverydConfig) -> str:
-    """The effective configuration, defaults filled in, credentials masked (`--print-config`)."""
-    return dump_yaml(config.model_dump(mode="json"))
+    """The effective configuration, defaults filled in, credentials masked (`--print-config`). The
+    alert command's arguments are masked too: a webhook URL or an `Authorization:` header in them is
+    a credential; the program it runs is shown."""
+    doc = config.model_dump(mode="json")
+    if doc.get("alert_command"):
+        doc["alert_command"] = [doc["alert_command"][0], *(["**********"] * (len(doc["alert_command"]) - 1))]
+    return dump_yaml(doc)
